@@ -1,0 +1,48 @@
+"""Validated settings for each trial scheduler. Every time unit is the epoch."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FIFOSettings(_Settings):
+    """Run every trial to its last epoch."""
+
+    name: Literal["fifo"]
+
+
+class ASHASettings(_Settings):
+    """Asynchronous successive halving: stop trials below the top 1/reduction_factor at each rung."""
+
+    name: Literal["asha"]
+    max_t: int | None = Field(None, ge=1, description="epochs a trial may reach; default train.epochs")
+    grace_period: int = Field(1, ge=1, description="epochs before the first stopping decision")
+    reduction_factor: float = Field(3.0, gt=1.0, le=100.0)
+    brackets: int = Field(1, ge=1, le=10)
+
+
+class PBTSettings(_Settings):
+    """Population based training: exploit the top trials' checkpoints and mutate their config."""
+
+    name: Literal["pbt"]
+    perturbation_interval: int = Field(
+        2, ge=1, description="epochs between exploit/explore steps; a multiple of checkpoint.every_epochs"
+    )
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5, description="share cloned / replaced")
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+    mutate: list[str] = Field(
+        min_length=1,
+        description="dotted train-config paths of tuned parameters to mutate, e.g. optimizer.lr",
+    )
+    synch: bool = False
+
+
+SchedulerSettings = Annotated[
+    FIFOSettings | ASHASettings | PBTSettings, Field(discriminator="name")
+]

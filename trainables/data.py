@@ -1,0 +1,297 @@
+"""Datasets as in-memory uint8 tensors, split once into train/val/test with a fixed seed.
+
+The driver calls `load_splits` once per sweep. Trials receive only `TuningData`
+(train + val) through Ray's object store; the test split stays in the driver and is
+evaluated once, for the best configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+from sklearn.model_selection import train_test_split
+
+from trainables.config import StrictModel
+
+logger = logging.getLogger(__name__)
+
+DatasetName = Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder"]
+
+# Where each torchvision dataset expects its files under `root`, for error messages.
+_EXPECTED_LAYOUT = {
+    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "fashion_mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+    "cifar100": "cifar-100-python/{train,test,meta}",
+    "image_folder": "one folder per class holding image files",
+}
+
+
+class DataError(ValueError):
+    """The dataset cannot be loaded as configured (missing or malformed files)."""
+
+
+class DataConfig(StrictModel):
+    """Which dataset to load and how to split it."""
+
+    name: DatasetName = "digits"
+    root: str | None = Field(None, description="folder holding the dataset files (not for digits)")
+    download: bool = Field(False, description="let torchvision download into root (needs internet)")
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5, description="share of the training pool")
+    test_fraction: float = Field(
+        0.15, gt=0.0, lt=0.5, description="share held out where the dataset has no test split"
+    )
+    split_seed: int = Field(0, ge=0)
+    image_size: int = Field(64, ge=4, le=1024, description="image_folder: resize to this square")
+    verify_checksums: bool = Field(True, description="cifar: check torchvision's md5 sums")
+    max_train_examples: int | None = Field(None, ge=10, description="subsample for quick runs")
+
+    @model_validator(mode="after")
+    def _root_where_needed(self) -> DataConfig:
+        if self.name != "digits" and self.root is None:
+            raise ValueError(
+                f"dataset {self.name!r} needs dataset.root, the folder holding "
+                f"{_EXPECTED_LAYOUT[self.name]}; pass --set dataset.root=/path/to/data"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """Images as uint8 NCHW and labels as int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model builder and a normalizer need to know about the data."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]  # per channel, of pixel/255 over the train split
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DatasetInfo:
+        return cls(
+            name=d["name"],
+            num_classes=int(d["num_classes"]),
+            input_shape=tuple(d["input_shape"]),  # type: ignore[arg-type]
+            class_names=tuple(d["class_names"]),
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+        )
+
+
+@dataclass(frozen=True)
+class TuningData:
+    """The part of the data that trials may see."""
+
+    train: ImageSplit
+    val: ImageSplit
+    info: DatasetInfo
+
+
+@dataclass(frozen=True)
+class Splits:
+    tuning: TuningData
+    test: ImageSplit
+
+
+@dataclass(frozen=True)
+class _RawDataset:
+    images: np.ndarray  # uint8 NCHW
+    labels: np.ndarray  # int64
+    class_names: tuple[str, ...]
+    official_test: tuple[np.ndarray, np.ndarray] | None
+
+
+def load_splits(config: DataConfig) -> Splits:
+    """Load `config`'s dataset and split it reproducibly.
+
+    Datasets with an official test split keep it as the test split and carve val out of
+    the official train split; the others (digits, image_folder) are split three ways.
+    Splits are stratified by class whenever every class has at least two examples.
+
+    Raises:
+        DataError: the files are missing or unreadable, with the expected layout.
+    """
+    raw = _load_raw(config)
+    if raw.official_test is not None:
+        train_idx, val_idx = _split_indices(raw.labels, config.val_fraction, config.split_seed)
+        test_images, test_labels = raw.official_test
+        train = (raw.images[train_idx], raw.labels[train_idx])
+        val = (raw.images[val_idx], raw.labels[val_idx])
+        test = (test_images, test_labels)
+    else:
+        pool_idx, test_idx = _split_indices(raw.labels, config.test_fraction, config.split_seed)
+        val_share_of_pool = config.val_fraction / (1.0 - config.test_fraction)
+        rel_train, rel_val = _split_indices(
+            raw.labels[pool_idx], val_share_of_pool, config.split_seed + 1
+        )
+        train_idx, val_idx = pool_idx[rel_train], pool_idx[rel_val]
+        train = (raw.images[train_idx], raw.labels[train_idx])
+        val = (raw.images[val_idx], raw.labels[val_idx])
+        test = (raw.images[test_idx], raw.labels[test_idx])
+    if config.max_train_examples is not None and len(train[1]) > config.max_train_examples:
+        keep, _ = _split_indices(
+            train[1], 1.0 - config.max_train_examples / len(train[1]), config.split_seed + 2
+        )
+        train = (train[0][keep], train[1][keep])
+    mean, std = _channel_stats(train[0])
+    info = DatasetInfo(
+        name=config.name,
+        num_classes=len(raw.class_names),
+        input_shape=tuple(int(s) for s in raw.images.shape[1:]),  # type: ignore[arg-type]
+        class_names=raw.class_names,
+        mean=mean,
+        std=std,
+    )
+    logger.info(
+        "%s: %d train, %d val, %d test examples of shape %s",
+        config.name, len(train[1]), len(val[1]), len(test[1]), info.input_shape,
+    )
+    return Splits(
+        tuning=TuningData(train=_to_split(*train), val=_to_split(*val), info=info),
+        test=_to_split(*test),
+    )
+
+
+def _to_split(images: np.ndarray, labels: np.ndarray) -> ImageSplit:
+    return ImageSplit(
+        images=torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
+        labels=torch.from_numpy(np.asarray(labels, dtype=np.int64)),
+    )
+
+
+def _split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of (1 - fraction, fraction) of `labels`, stratified when possible."""
+    indices = np.arange(len(labels))
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    if stratify is None:
+        logger.warning("a class has fewer than 2 examples: splitting without stratification")
+    try:
+        kept, held_out = train_test_split(
+            indices, test_size=fraction, random_state=seed, stratify=stratify
+        )
+    except ValueError:  # too few examples per class for the requested held-out size
+        kept, held_out = train_test_split(indices, test_size=fraction, random_state=seed)
+    return np.sort(kept), np.sort(held_out)
+
+
+def _channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    pixels = images.astype(np.float64) / 255.0
+    mean = pixels.mean(axis=(0, 2, 3))
+    std = np.maximum(pixels.std(axis=(0, 2, 3)), 1e-3)
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def _load_raw(config: DataConfig) -> _RawDataset:
+    if config.name == "digits":
+        return _load_digits()
+    root = Path(config.root or "").expanduser().resolve()
+    if not config.download and not root.is_dir():
+        raise DataError(
+            f"dataset.root={str(root)!r} is not a folder; {config.name} expects "
+            f"{_EXPECTED_LAYOUT[config.name]} there (or set dataset.download=true)"
+        )
+    if config.name == "image_folder":
+        return _load_image_folder(root, config.image_size)
+    try:
+        return _load_torchvision(config.name, root, config.download, config.verify_checksums)
+    except RuntimeError as error:  # torchvision's "Dataset not found or corrupted"
+        raise DataError(
+            f"dataset.root={str(root)!r}: {error}. {config.name} expects "
+            f"{_EXPECTED_LAYOUT[config.name]} under it; set dataset.download=true to fetch it"
+            + ("" if config.name not in ("cifar10", "cifar100") else
+               ", or dataset.verify_checksums=false for a modified copy")
+        ) from error
+
+
+def _load_digits() -> _RawDataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # Pixels are 0..16; rescale to the 0..255 range every other dataset uses.
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
+    names = tuple(str(n) for n in digits.target_names)
+    return _RawDataset(images, digits.target.astype(np.int64), names, official_test=None)
+
+
+def _load_torchvision(name: str, root: Path, download: bool, verify: bool) -> _RawDataset:
+    dataset_class = _torchvision_class(name, verify or download)
+    train = dataset_class(str(root), train=True, download=download)
+    test = dataset_class(str(root), train=False, download=download)
+
+    def as_arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+        images = np.asarray(ds.data, dtype=np.uint8)
+        if images.ndim == 3:  # MNIST-style N,H,W
+            images = images[:, None, :, :]
+        else:  # CIFAR-style N,H,W,C
+            images = images.transpose(0, 3, 1, 2)
+        return images, np.asarray(ds.targets, dtype=np.int64)
+
+    train_images, train_labels = as_arrays(train)
+    return _RawDataset(train_images, train_labels, tuple(train.classes), as_arrays(test))
+
+
+def _torchvision_class(name: str, verify_checksums: bool):
+    from torchvision import datasets
+
+    base = {
+        "mnist": datasets.MNIST,
+        "fashion_mnist": datasets.FashionMNIST,
+        "cifar10": datasets.CIFAR10,
+        "cifar100": datasets.CIFAR100,
+    }[name]
+    if verify_checksums or name not in ("cifar10", "cifar100"):
+        return base
+    # torchvision's check_integrity(path, md5=None) checks only that the file exists.
+    return type(
+        base.__name__,
+        (base,),
+        {
+            "train_list": [[f, None] for f, _ in base.train_list],
+            "test_list": [[f, None] for f, _ in base.test_list],
+            "meta": {**base.meta, "md5": None},
+        },
+    )
+
+
+def _load_image_folder(root: Path, image_size: int) -> _RawDataset:
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose(
+        [transforms.Resize((image_size, image_size)), transforms.PILToTensor()]
+    )
+    try:
+        folder = datasets.ImageFolder(str(root), transform=transform)
+    except (FileNotFoundError, RuntimeError) as error:
+        raise DataError(f"dataset.root={str(root)!r}: {error}") from error
+    workers = min(8, os.cpu_count() or 1)
+    loader = torch.utils.data.DataLoader(folder, batch_size=256, num_workers=workers - 1)
+    images, labels = zip(*((x, y) for x, y in loader), strict=True)
+    return _RawDataset(
+        torch.cat(images).numpy(),
+        torch.cat(labels).numpy().astype(np.int64),
+        tuple(folder.classes),
+        official_test=None,
+    )

@@ -1,0 +1,45 @@
+"""The one module in trainables/ that imports Ray: a Tune function trainable.
+
+Per trial: validate the config Tune resolved, restore from `tune.get_checkpoint()` if
+there is one (a retried, resumed or PBT-exploited trial), then one `tune.report` per
+epoch, with a checkpoint every `checkpoint_every` epochs and at the last epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from trainables.checkpoint import load_checkpoint, save_checkpoint
+from trainables.config import TrainConfig
+from trainables.data import TuningData
+from trainables.loop import Trainer, pick_device
+
+
+def train_trial(config: dict[str, Any], data: TuningData, checkpoint_every: int = 1) -> None:
+    """Tune entry point; `data` arrives from the object store via `tune.with_parameters`."""
+    # Ray logs one INFO line per persisted checkpoint from every trial process.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    train_config = TrainConfig.model_validate(config)
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
+    trainer = Trainer(train_config, data, pick_device(assigned.get("GPU", 0.0)))
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            trainer.load_state_dict(load_checkpoint(directory))
+
+    for metrics in trainer.epochs():
+        last = trainer.epoch == train_config.epochs
+        if trainer.epoch % checkpoint_every == 0 or last:
+            with tempfile.TemporaryDirectory() as directory:
+                save_checkpoint(trainer.state_dict(), directory)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        else:
+            tune.report(metrics)

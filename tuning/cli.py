@@ -1,0 +1,151 @@
+"""The `cnn-tune` command: run, resume, train, list, tensorboard.
+
+Exit codes: 0 success, 2 bad input (message on stderr, nothing started), 1 failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from trainables.data import DataError
+
+from tuning.errors import ConfigError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except (ConfigError, DataError) as error:
+        messages = getattr(error, "messages", [str(error)])
+        print("cnn-tune: invalid input:", file=sys.stderr)
+        for message in messages:
+            print(f"  - {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("cnn-tune: interrupted; resume with `cnn-tune resume DIR`", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as error:  # the CLI boundary: report, don't dump a traceback
+        if args.debug:
+            raise
+        print(f"cnn-tune: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        print("  (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnn-tune", description="Tune PyTorch image classifiers on Ray Tune."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a sweep")
+    _add_experiment_args(run)
+    run.add_argument("--name", help="folder name under --storage (default: EXPERIMENT-date-time)")
+    run.add_argument("--storage", default="runs", help="where sweeps are written (default ./runs)")
+    run.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001")
+    run.set_defaults(handler=_run)
+
+    resume = commands.add_parser("resume", help="finish an interrupted sweep")
+    resume.add_argument("directory", help="the sweep folder, <storage>/<name>")
+    resume.add_argument("--address", help="Ray cluster to join")
+    resume.set_defaults(handler=_resume)
+
+    train = commands.add_parser("train", help="train one configuration, without Ray")
+    _add_experiment_args(train)
+    train.add_argument(
+        "--sample-seed", type=int, default=0, help="seed that picks a point from tuned domains"
+    )
+    train.add_argument("--output", help="folder to write the final checkpoint to")
+    train.set_defaults(handler=_train)
+
+    listing = commands.add_parser("list", help="list the built-in experiments")
+    listing.set_defaults(handler=_list)
+
+    board = commands.add_parser("tensorboard", help="serve TensorBoard for a sweep folder")
+    board.add_argument("directory")
+    board.add_argument("--port", type=int, default=6006)
+    board.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    board.set_defaults(handler=_tensorboard)
+    return parser
+
+
+def _add_experiment_args(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "experiment", nargs="?", default="digits", help="built-in name or YAML path (default digits)"
+    )
+    command.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key, e.g. --set train.optimizer.lr=0.01 --set search.num_samples=8",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tuning.experiment import load_experiment
+    from tuning.results import format_summary
+    from tuning.runner import run_sweep
+
+    experiment = load_experiment(args.experiment, args.overrides)
+    outcome = run_sweep(experiment, storage=args.storage, name=args.name, address=args.address)
+    print(format_summary(outcome.summary))
+    print(f"Results: {outcome.experiment_dir}  (summary.json; `cnn-tune tensorboard {outcome.experiment_dir}`)")
+    return EXIT_OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from tuning.results import format_summary
+    from tuning.runner import resume_sweep
+
+    outcome = resume_sweep(args.directory, address=args.address)
+    print(format_summary(outcome.summary))
+    print(f"Results: {outcome.experiment_dir}")
+    return EXIT_OK
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tuning.single import train_one
+
+    return train_one(args.experiment, args.overrides, args.sample_seed, args.output)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from tuning.experiment import builtin_descriptions
+
+    for name, description in builtin_descriptions().items():
+        print(f"{name:<16} {description}")
+    return EXIT_OK
+
+
+def _tensorboard(args: argparse.Namespace) -> int:
+    directory = Path(args.directory).expanduser().resolve()
+    if not directory.is_dir():
+        raise ConfigError(f"tensorboard: {str(directory)!r} is not a folder; pass a sweep folder")
+    from tensorboard import program
+
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", str(directory), "--host", args.host, "--port", str(args.port)])
+    url = board.launch()
+    print(f"TensorBoard at {url} (Ctrl-C to stop)", flush=True)
+    try:
+        import time
+
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Assemble `tune.Tuner` for an experiment, run or resume it, and summarize.
+
+Order matters: everything the user gave is validated and the dataset is loaded before
+Ray starts, so bad input costs nothing and no trial ever re-reads files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+from ray.tune.logger import TBXLoggerCallback
+
+from schedulers import build_scheduler
+from trainables.data import Splits, TuningData, load_splits
+from trainables.tune_adapter import train_trial
+from tuning.errors import ConfigError
+from tuning.experiment import Experiment, validate_experiment
+from tuning.results import summarize, write_summary
+from tuning.searchers import build_searcher
+from tuning.yaml_io import dump_yaml, read_yaml_mapping
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENT_FILE = "cnn-tune-experiment.yaml"  # the resolved experiment, saved with the runs
+DEFAULT_STORAGE = "runs"
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    summary: dict[str, Any]
+    experiment_dir: Path
+
+
+def run_sweep(
+    experiment: Experiment,
+    *,
+    storage: str = DEFAULT_STORAGE,
+    name: str | None = None,
+    address: str | None = None,
+) -> SweepOutcome:
+    """Run `experiment` from scratch and return its summary (also in summary.json)."""
+    name = name or f"{experiment.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    experiment_dir = _new_experiment_dir(storage, name)
+    splits = load_splits(experiment.dataset)
+    _check_gpus_exist(experiment, address)
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    (experiment_dir / EXPERIMENT_FILE).write_text(
+        dump_yaml(experiment.model_dump(mode="json", exclude_none=True)), encoding="utf-8"
+    )
+    connect(address)
+    tuner = tune.Tuner(
+        _trainable(experiment, splits.tuning),
+        param_space=experiment.param_space(),
+        tune_config=_tune_config(experiment),
+        run_config=_run_config(experiment, experiment_dir),
+    )
+    return _fit_and_summarize(tuner, experiment, splits, experiment_dir)
+
+
+def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepOutcome:
+    """Finish an interrupted sweep: finished trials are kept, the others continue."""
+    experiment_dir = Path(directory).expanduser().resolve()
+    config_file = experiment_dir / EXPERIMENT_FILE
+    if not config_file.is_file() or not tune.Tuner.can_restore(str(experiment_dir)):
+        raise ConfigError(
+            f"{str(experiment_dir)!r} is not a cnn-tune sweep that can be resumed (it needs "
+            f"{EXPERIMENT_FILE} and Ray Tune's experiment state); pass the folder "
+            "<storage>/<name> that `cnn-tune run` printed"
+        )
+    experiment = validate_experiment(read_yaml_mapping(config_file))
+    splits = load_splits(experiment.dataset)
+    connect(address)
+    tuner = tune.Tuner.restore(
+        str(experiment_dir),
+        trainable=_trainable(experiment, splits.tuning),
+        resume_unfinished=True,
+        resume_errored=True,
+    )
+    return _fit_and_summarize(tuner, experiment, splits, experiment_dir)
+
+
+def connect(address: str | None) -> None:
+    """Start a local Ray, or join the cluster at `address`; keep a Ray already running."""
+    if ray.is_initialized():
+        return
+    if address is None:
+        # Local: the dashboard, if installed, binds to loopback only.
+        ray.init(include_dashboard=False, dashboard_host="127.0.0.1", logging_level=logging.WARNING)
+    else:
+        ray.init(address=address, logging_level=logging.WARNING)
+
+
+def _fit_and_summarize(
+    tuner: tune.Tuner, experiment: Experiment, splits: Splits, experiment_dir: Path
+) -> SweepOutcome:
+    start = time.monotonic()
+    results = tuner.fit()
+    summary = summarize(results, experiment, splits.test, time.monotonic() - start)
+    write_summary(summary, experiment_dir)
+    return SweepOutcome(summary=summary, experiment_dir=experiment_dir)
+
+
+def _trainable(experiment: Experiment, data: TuningData) -> Any:
+    with_data = tune.with_parameters(
+        train_trial, data=data, checkpoint_every=experiment.checkpoint.every_epochs
+    )
+    return tune.with_resources(
+        with_data, {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu}
+    )
+
+
+def _tune_config(experiment: Experiment) -> tune.TuneConfig:
+    search = experiment.search
+    max_concurrent = search.max_concurrent
+    if max_concurrent is None and search.algorithm == "hyperopt":
+        # TPE learns only from finished trials: never propose more than can run at once.
+        max_concurrent = _trials_that_fit(experiment)
+    return tune.TuneConfig(
+        metric=experiment.metric,
+        mode=experiment.resolved_mode,
+        search_alg=build_searcher(search),
+        scheduler=build_scheduler(
+            experiment.scheduler,
+            max_epochs=experiment.max_epochs,
+            param_space=experiment.param_space(),
+        ),
+        num_samples=search.resolved_num_samples,
+        max_concurrent_trials=max_concurrent,
+        reuse_actors=True,
+        trial_name_creator=_trial_name,
+        trial_dirname_creator=_trial_name,
+    )
+
+
+def _trial_name(trial: Any) -> str:
+    """`trial_<id>`: Ray's default packs every parameter into the folder name."""
+    return f"trial_{trial.trial_id}"
+
+
+def _run_config(experiment: Experiment, experiment_dir: Path) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=experiment_dir.name,
+        storage_path=str(experiment_dir.parent),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=experiment.checkpoint.keep,
+            checkpoint_score_attribute=experiment.metric,
+            checkpoint_score_order=experiment.resolved_mode,
+        ),
+        failure_config=tune.FailureConfig(max_failures=experiment.max_failures),
+        callbacks=[TBXLoggerCallback()],  # scalars per epoch + hparams per trial
+        verbose=1,
+    )
+
+
+def _trials_that_fit(experiment: Experiment) -> int:
+    available = ray.cluster_resources()
+    fits = [available.get("CPU", 1.0) / experiment.resources.cpu]
+    if experiment.resources.gpu > 0:
+        fits.append(available.get("GPU", 0.0) / experiment.resources.gpu)
+    return max(1, math.floor(min(fits) + 1e-9))
+
+
+def _new_experiment_dir(storage: str, name: str) -> Path:
+    if "://" in storage:
+        raise ConfigError(
+            f"--storage {storage!r}: remote storage URIs arrive with cluster support; "
+            "use a local or shared filesystem path for now"
+        )
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"--name {name!r}: use a plain folder name such as digits-lr-sweep")
+    directory = Path(storage).expanduser().resolve() / name
+    if directory.exists() and any(directory.iterdir()):
+        raise ConfigError(
+            f"{str(directory)!r} already holds a sweep; resume it with "
+            f"`cnn-tune resume {directory}` or choose another --name"
+        )
+    return directory
+
+
+def _check_gpus_exist(experiment: Experiment, address: str | None) -> None:
+    """A local sweep that asks for GPUs on a machine without CUDA would wait forever."""
+    if experiment.resources.gpu == 0 or address is not None or ray.is_initialized():
+        return
+    if torch.cuda.device_count() == 0:
+        raise ConfigError(
+            f"resources.gpu={experiment.resources.gpu}, but this machine has no CUDA GPU; "
+            "set resources.gpu=0 to train on the CPU, or pass --address to use a GPU cluster"
+        )
