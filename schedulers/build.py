@@ -26,8 +26,18 @@ COMPATIBLE_SEARCHERS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Ray's PBT may restore a donor checkpoint a few epochs old; fewer kept ones get deleted
+# before another trial can exploit them.
+PBT_MIN_CHECKPOINTS_KEPT = 3
+
+
 def compatibility_errors(
-    settings: SchedulerSettings, *, searcher: str, checkpoint_every: int, max_epochs: int
+    settings: SchedulerSettings,
+    *,
+    searcher: str,
+    checkpoint_every: int,
+    checkpoints_kept: int,
+    max_epochs: int,
 ) -> list[str]:
     """Everything wrong with running `settings` this way, as user-facing messages."""
     errors = []
@@ -43,6 +53,11 @@ def compatibility_errors(
             f"scheduler.perturbation_interval={settings.perturbation_interval} must be a "
             f"multiple of checkpoint.every_epochs={checkpoint_every}, so that a checkpoint "
             "exists whenever PBT exploits; change either value"
+        )
+    if isinstance(settings, PBTSettings) and checkpoints_kept < PBT_MIN_CHECKPOINTS_KEPT:
+        errors.append(
+            f"checkpoint.keep={checkpoints_kept} is too few for PBT, which exploits other "
+            f"trials' recent checkpoints; set checkpoint.keep: {PBT_MIN_CHECKPOINTS_KEPT} or more"
         )
     if isinstance(settings, ASHASettings):
         max_t = settings.max_t or max_epochs

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from trainables.data import DataError
 
-from tuning.errors import ConfigError
+from tuning.errors import ConfigError, SweepInterrupted
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("cnn-tune: interrupted; resume with `cnn-tune resume DIR`", file=sys.stderr)
+        return EXIT_FAILURE
+    except SweepInterrupted as error:
+        print(f"cnn-tune: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as error:  # the CLI boundary: report, don't dump a traceback
         if args.debug:

@@ -17,6 +17,10 @@ class ConfigError(ValueError):
         super().__init__("\n".join(self.messages))
 
 
+class SweepInterrupted(RuntimeError):
+    """The sweep stopped before every trial ended (Ctrl-C); its state is saved."""
+
+
 def describe_validation_error(
     error: ValidationError, model: type[BaseModel], *, prefix: str = ""
 ) -> list[str]:

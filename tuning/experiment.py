@@ -152,6 +152,7 @@ def _cross_errors(experiment: Experiment) -> list[str]:
         experiment.scheduler,
         searcher=algorithm,
         checkpoint_every=experiment.checkpoint.every_epochs,
+        checkpoints_kept=experiment.checkpoint.keep,
         max_epochs=experiment.max_epochs,
     )
     if experiment.scheduler.name == "pbt":

@@ -22,7 +22,8 @@ from ray.tune.logger import TBXLoggerCallback
 from schedulers import build_scheduler
 from trainables.data import Splits, TuningData, load_splits
 from trainables.tune_adapter import train_trial
-from tuning.errors import ConfigError
+from tuning import space
+from tuning.errors import ConfigError, SweepInterrupted
 from tuning.experiment import Experiment, validate_experiment
 from tuning.results import summarize, write_summary
 from tuning.searchers import build_searcher
@@ -46,8 +47,12 @@ def run_sweep(
     storage: str = DEFAULT_STORAGE,
     name: str | None = None,
     address: str | None = None,
+    callbacks: list[tune.Callback] | None = None,
 ) -> SweepOutcome:
-    """Run `experiment` from scratch and return its summary (also in summary.json)."""
+    """Run `experiment` from scratch and return its summary (also in summary.json).
+
+    `callbacks` are extra Tune callbacks (progress hooks, loggers) for library users.
+    """
     name = name or f"{experiment.name}-{datetime.now():%Y%m%d-%H%M%S}"
     experiment_dir = _new_experiment_dir(storage, name)
     splits = load_splits(experiment.dataset)
@@ -61,7 +66,7 @@ def run_sweep(
         _trainable(experiment, splits.tuning),
         param_space=experiment.param_space(),
         tune_config=_tune_config(experiment),
-        run_config=_run_config(experiment, experiment_dir),
+        run_config=_run_config(experiment, experiment_dir, callbacks or []),
     )
     return _fit_and_summarize(tuner, experiment, splits, experiment_dir)
 
@@ -104,9 +109,22 @@ def _fit_and_summarize(
 ) -> SweepOutcome:
     start = time.monotonic()
     results = tuner.fit()
+    _raise_if_unfinished(experiment, experiment_dir)
     summary = summarize(results, experiment, splits.test, time.monotonic() - start)
     write_summary(summary, experiment_dir)
     return SweepOutcome(summary=summary, experiment_dir=experiment_dir)
+
+
+def _raise_if_unfinished(experiment: Experiment, experiment_dir: Path) -> None:
+    """Ray returns normally after Ctrl-C; only finished sweeps may touch the test split."""
+    trials = tune.ExperimentAnalysis(str(experiment_dir)).trials
+    ended = sum(trial.status in ("TERMINATED", "ERROR") for trial in trials)
+    expected = experiment.search.resolved_num_samples * space.grid_size(experiment.train)
+    if ended < expected:
+        raise SweepInterrupted(
+            f"sweep interrupted with {ended} of {expected} trials ended; its state is saved. "
+            f"Continue it with: cnn-tune resume {experiment_dir}"
+        )
 
 
 def _trainable(experiment: Experiment, data: TuningData) -> Any:
@@ -146,7 +164,9 @@ def _trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _run_config(experiment: Experiment, experiment_dir: Path) -> tune.RunConfig:
+def _run_config(
+    experiment: Experiment, experiment_dir: Path, callbacks: list[tune.Callback]
+) -> tune.RunConfig:
     return tune.RunConfig(
         name=experiment_dir.name,
         storage_path=str(experiment_dir.parent),
@@ -156,7 +176,7 @@ def _run_config(experiment: Experiment, experiment_dir: Path) -> tune.RunConfig:
             checkpoint_score_order=experiment.resolved_mode,
         ),
         failure_config=tune.FailureConfig(max_failures=experiment.max_failures),
-        callbacks=[TBXLoggerCallback()],  # scalars per epoch + hparams per trial
+        callbacks=[TBXLoggerCallback(), *callbacks],  # TensorBoard: scalars + hparams
         verbose=1,
     )
 

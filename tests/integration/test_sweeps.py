@@ -1,0 +1,114 @@
+"""Real sweeps on a real 2-CPU Ray: ASHA + HyperOpt, PBT, grid; summary and TensorBoard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tuning.experiment import validate_experiment
+from tuning.results import SUMMARY_FILE
+from tuning.runner import run_sweep
+
+pytestmark = pytest.mark.integration
+
+SUMMARY_KEYS = {
+    "experiment", "metric", "mode", "num_trials", "num_errored",
+    "num_stopped_early", "best", "test", "wall_seconds",
+}
+
+
+def trial_dirs(experiment_dir: Path) -> list[Path]:
+    return sorted(p for p in experiment_dir.iterdir() if p.is_dir() and p.name.startswith("trial_"))
+
+
+def val_acc_curve(trial_dir: Path) -> list[float]:
+    (events,) = trial_dir.glob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    return [event.value for event in accumulator.Scalars("ray/tune/val_acc")]
+
+
+@pytest.fixture(scope="module")
+def asha_sweep(ray_two_cpus, small_experiment, tmp_path_factory):
+    """HyperOpt + ASHA over lr, including learning rates too small to learn anything."""
+    raw = small_experiment(
+        search={"algorithm": "hyperopt", "num_samples": 8, "initial_points": 3, "seed": 1},
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
+    )
+    raw["train"]["epochs"] = 6
+    raw["train"]["model"] = {"name": "cnn", "depth": 2, "width": 16}
+    raw["train"]["optimizer"]["lr"] = {"loguniform": [1.0e-7, 1.0e-2]}
+    storage = tmp_path_factory.mktemp("runs")
+    return run_sweep(validate_experiment(raw), storage=str(storage), name="asha")
+
+
+def test_asha_sweep_writes_the_summary_schema(asha_sweep):
+    summary = json.loads((asha_sweep.experiment_dir / SUMMARY_FILE).read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert {"trial_id", "config", "val_acc", "epochs"} <= set(summary["best"])
+    assert {"accuracy", "loss", "num_examples"} <= set(summary["test"])
+    assert summary["num_trials"] == 8 and summary["num_errored"] == 0
+    assert summary["test"]["num_examples"] == 270
+    assert summary == asha_sweep.summary
+
+
+def test_asha_sweep_stops_weak_trials_before_max_t_and_keeps_the_best(asha_sweep):
+    summary = asha_sweep.summary
+    epochs = {t["trial_id"]: t["epochs"] for t in summary["trials"]}
+    assert all(1 <= e <= 6 for e in epochs.values())
+    assert summary["num_stopped_early"] == sum(e < 6 for e in epochs.values()) >= 1
+    assert max(t["best"] for t in summary["trials"]) == summary["best"]["val_acc"]
+    assert summary["best"]["val_acc"] > 0.8 and summary["test"]["accuracy"] > 0.8
+
+
+def test_asha_sweep_logs_a_val_acc_curve_per_trial_to_tensorboard(asha_sweep):
+    dirs = trial_dirs(asha_sweep.experiment_dir)
+    epochs = {t["trial_id"]: t["epochs"] for t in asha_sweep.summary["trials"]}
+    assert len(dirs) == 8
+    for trial_dir in dirs:
+        trial_id = trial_dir.name.removeprefix("trial_")
+        assert len(val_acc_curve(trial_dir)) == epochs[trial_id]
+
+
+def test_asha_sweep_tested_the_best_trials_kept_checkpoint(asha_sweep):
+    best = asha_sweep.summary["best"]
+    assert 1 <= best["checkpoint_epoch"] <= best["epochs"]
+    assert Path(best["path"]).is_dir()
+
+
+def test_pbt_sweep_runs_with_checkpoints_aligned_to_its_interval(ray_two_cpus, small_experiment, tmp_path):
+    raw = small_experiment(
+        search={"algorithm": "random", "num_samples": 4, "seed": 0},
+        scheduler={"name": "pbt", "perturbation_interval": 2, "mutate": ["optimizer.lr", "batch_size"]},
+        checkpoint={"every_epochs": 2, "keep": 3},
+    )
+    raw["train"]["epochs"] = 6
+    raw["train"]["batch_size"] = {"choice": [32, 64, 128]}
+
+    outcome = run_sweep(validate_experiment(raw), storage=str(tmp_path), name="pbt")
+
+    summary = outcome.summary
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0
+    assert all(t["epochs"] == 6 for t in summary["trials"])
+    for trial_dir in trial_dirs(outcome.experiment_dir):
+        rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+        # The epoch counter continues through exploits: it always equals Tune's iteration.
+        assert all(r["epoch"] == r["training_iteration"] for r in rows)
+        assert all(r["batch_size"] in (32, 64, 128) for r in rows)
+    assert (outcome.experiment_dir / "pbt_global.txt").exists()
+
+
+def test_grid_sweep_runs_every_grid_point_once(ray_two_cpus, small_experiment, tmp_path):
+    raw = small_experiment(search={"algorithm": "grid"}, scheduler={"name": "fifo"})
+    raw["train"]["epochs"] = 2
+    raw["train"]["optimizer"]["lr"] = {"grid": [1.0e-3, 1.0e-2]}
+    raw["train"]["batch_size"] = {"grid": [64, 128]}
+
+    summary = run_sweep(validate_experiment(raw), storage=str(tmp_path), name="grid").summary
+
+    points = {(t["tuned"]["optimizer.lr"], t["tuned"]["batch_size"]) for t in summary["trials"]}
+    assert points == {(1.0e-3, 64), (1.0e-3, 128), (1.0e-2, 64), (1.0e-2, 128)}
+    assert summary["num_trials"] == 4 and summary["num_stopped_early"] == 0

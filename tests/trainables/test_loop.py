@@ -1,0 +1,112 @@
+"""The plain-PyTorch training loop: metrics, determinism, checkpoints, devices."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainables import metrics as m
+from trainables.checkpoint import load_checkpoint, save_checkpoint
+from trainables.config import TrainConfig
+from trainables.loop import Trainer, fit, model_from_state, pick_device
+
+FAST = {"epochs": 4, "batch_size": 64, "model": {"depth": 1, "width": 8}, "optimizer": {"name": "adam", "lr": 3.0e-3}}
+
+
+def run(config: TrainConfig, data) -> list[dict[str, float]]:
+    history: list[dict[str, float]] = []
+    fit(config, data, on_epoch_end=history.append)
+    return history
+
+
+def test_fit_reports_every_epoch_metric_each_epoch(digits_splits):
+    history = run(TrainConfig.model_validate(FAST), digits_splits.tuning)
+    assert [h[m.EPOCH] for h in history] == [1, 2, 3, 4]
+    assert all(set(h) == set(m.EPOCH_METRICS) for h in history)
+    assert all(0.0 <= h[m.VAL_ACC] <= 1.0 and h[m.BATCH_SIZE] == 64 for h in history)
+
+
+def test_fit_learns_digits(digits_splits):
+    config = {**FAST, "epochs": 6, "model": {"depth": 2, "width": 16}}
+    history = run(TrainConfig.model_validate(config), digits_splits.tuning)
+    assert history[-1][m.VAL_ACC] > 0.9
+    assert history[-1][m.TRAIN_LOSS] < history[0][m.TRAIN_LOSS]
+
+
+def test_fit_is_deterministic_for_a_seed_on_cpu(digits_splits):
+    config = TrainConfig.model_validate({**FAST, "model": {"depth": 1, "width": 8, "dropout": 0.3}})
+    assert run(config, digits_splits.tuning) == run(config, digits_splits.tuning)
+
+
+def test_fit_differs_across_seeds(digits_splits):
+    a = run(TrainConfig.model_validate({**FAST, "seed": 1}), digits_splits.tuning)
+    b = run(TrainConfig.model_validate({**FAST, "seed": 2}), digits_splits.tuning)
+    assert a != b
+
+
+def test_restored_trainer_continues_exactly_like_an_unbroken_one(digits_splits, tmp_path):
+    config = TrainConfig.model_validate({**FAST, "model": {"depth": 1, "width": 8, "dropout": 0.2}})
+    unbroken = run(config, digits_splits.tuning)
+
+    first = Trainer(config, digits_splits.tuning)
+    for _ in range(2):
+        first.run_epoch()
+    save_checkpoint(first.state_dict(), tmp_path)
+    second = Trainer(config, digits_splits.tuning)
+    second.load_state_dict(load_checkpoint(tmp_path))
+    resumed = list(second.epochs())
+
+    assert resumed == unbroken[2:]
+
+
+def test_checkpoint_describes_itself_and_loads_with_weights_only(digits_splits, tmp_path):
+    config = TrainConfig.model_validate({**FAST, "epochs": 1})
+    trainer = fit(config, digits_splits.tuning)
+    path = save_checkpoint(trainer.state_dict(), tmp_path)
+
+    state = torch.load(path, weights_only=True)  # raises if anything needs unpickling code
+    assert {"format", "config", "data_info", "epoch", "model", "optimizer", "torch_rng"} <= set(state)
+    assert TrainConfig.model_validate(state["config"]) == config
+    model = model_from_state(state)
+    x = digits_splits.tuning.val.images[:5].float()
+    trainer.model.eval()
+    torch.testing.assert_close(model(x), trainer.model(x))
+
+
+def test_load_checkpoint_names_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="state.pt"):
+        load_checkpoint(tmp_path)
+
+
+def test_loaded_state_keeps_the_new_config_hyperparameters(digits_splits, tmp_path):
+    """What PBT relies on: donor weights, but the mutated optimizer settings."""
+    donor_config = {**FAST, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}}
+    donor = Trainer(TrainConfig.model_validate(donor_config), digits_splits.tuning)
+    donor.run_epoch()
+    save_checkpoint(donor.state_dict(), tmp_path)
+    mutated_config = TrainConfig.model_validate(
+        {**FAST, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.5}}
+    )
+    clone = Trainer(mutated_config, digits_splits.tuning)
+    clone.load_state_dict(load_checkpoint(tmp_path))
+
+    metrics = clone.run_epoch()
+    assert metrics[m.EPOCH] == 2 and metrics[m.LR] == 0.05 and metrics[m.BATCH_SIZE] == 32
+    assert all(g["momentum"] == 0.5 and g["lr"] == 0.05 for g in clone.optimizer.param_groups)
+
+
+@pytest.mark.parametrize(
+    ("gpus", "expected"), [(0.0, "cpu"), (0.25, "cuda" if torch.cuda.is_available() else "cpu")]
+)
+def test_pick_device_uses_cuda_only_when_given_and_present(gpus, expected):
+    assert pick_device(gpus).type == expected
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fit_on_cuda_learns_digits(digits_splits):
+    config = TrainConfig.model_validate({**FAST, "epochs": 5, "model": {"depth": 2, "width": 16}})
+    history: list[dict[str, float]] = []
+    trainer = fit(config, digits_splits.tuning, device=torch.device("cuda"), on_epoch_end=history.append)
+    assert next(trainer.model.parameters()).is_cuda
+    assert history[-1][m.VAL_ACC] > 0.9
