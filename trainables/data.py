@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -55,7 +56,7 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _root_where_needed(self) -> DataConfig:
-        if self.name != "digits" and self.root is None:
+        if self.name != "digits" and not (self.root or "").strip():
             raise ValueError(
                 f"dataset {self.name!r} needs dataset.root, the folder holding "
                 f"{_EXPECTED_LAYOUT[self.name]}; pass --set dataset.root=/path/to/data"
@@ -151,9 +152,8 @@ def load_splits(config: DataConfig) -> Splits:
         val = (raw.images[val_idx], raw.labels[val_idx])
         test = (raw.images[test_idx], raw.labels[test_idx])
     if config.max_train_examples is not None and len(train[1]) > config.max_train_examples:
-        keep, _ = _split_indices(
-            train[1], 1.0 - config.max_train_examples / len(train[1]), config.split_seed + 2
-        )
+        held_out = len(train[1]) - config.max_train_examples
+        keep, _ = _split_indices(train[1], held_out, config.split_seed + 2)
         train = (train[0][keep], train[1][keep])
     mean, std = _channel_stats(train[0])
     info = DatasetInfo(
@@ -181,20 +181,25 @@ def _to_split(images: np.ndarray, labels: np.ndarray) -> ImageSplit:
     )
 
 
-def _split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of (1 - fraction, fraction) of `labels`, stratified when possible."""
+def _split_indices(
+    labels: np.ndarray, held_out: float | int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out) of `labels`, stratified when possible.
+
+    `held_out` is a fraction (float) or an exact count (int), as in scikit-learn.
+    """
     indices = np.arange(len(labels))
     counts = np.bincount(labels)
     stratify = labels if counts[counts > 0].min() >= 2 else None
     if stratify is None:
         logger.warning("a class has fewer than 2 examples: splitting without stratification")
     try:
-        kept, held_out = train_test_split(
-            indices, test_size=fraction, random_state=seed, stratify=stratify
+        kept, out = train_test_split(
+            indices, test_size=held_out, random_state=seed, stratify=stratify
         )
     except ValueError:  # too few examples per class for the requested held-out size
-        kept, held_out = train_test_split(indices, test_size=fraction, random_state=seed)
-    return np.sort(kept), np.sort(held_out)
+        kept, out = train_test_split(indices, test_size=held_out, random_state=seed)
+    return np.sort(kept), np.sort(out)
 
 
 def _channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -217,6 +222,12 @@ def _load_raw(config: DataConfig) -> _RawDataset:
         return _load_image_folder(root, config.image_size)
     try:
         return _load_torchvision(config.name, root, config.download, config.verify_checksums)
+    except _UNREADABLE as error:
+        raise DataError(
+            f"dataset.root={str(root)!r}: a {config.name} file there is unreadable "
+            f"({type(error).__name__}: {error or 'malformed content'}); replace the files, "
+            "or set dataset.download=true to fetch fresh ones"
+        ) from error
     except RuntimeError as error:  # torchvision's "Dataset not found or corrupted"
         raise DataError(
             f"dataset.root={str(root)!r}: {error}. {config.name} expects "
@@ -224,6 +235,10 @@ def _load_raw(config: DataConfig) -> _RawDataset:
             + ("" if config.name not in ("cifar10", "cifar100") else
                ", or dataset.verify_checksums=false for a modified copy")
         ) from error
+
+
+# What torchvision and PIL raise for files that exist but hold garbage.
+_UNREADABLE = (AssertionError, ValueError, EOFError, pickle.UnpicklingError, OSError)
 
 
 def _load_digits() -> _RawDataset:
@@ -288,7 +303,13 @@ def _load_image_folder(root: Path, image_size: int) -> _RawDataset:
         raise DataError(f"dataset.root={str(root)!r}: {error}") from error
     workers = min(8, os.cpu_count() or 1)
     loader = torch.utils.data.DataLoader(folder, batch_size=256, num_workers=workers - 1)
-    images, labels = zip(*((x, y) for x, y in loader), strict=True)
+    try:
+        images, labels = zip(*((x, y) for x, y in loader), strict=True)
+    except _UNREADABLE as error:  # PIL's UnidentifiedImageError is an OSError
+        raise DataError(
+            f"dataset.root={str(root)!r}: an image there cannot be read ({error}); "
+            "remove or replace it"
+        ) from error
     return _RawDataset(
         torch.cat(images).numpy(),
         torch.cat(labels).numpy().astype(np.int64),

@@ -1,0 +1,102 @@
+"""The CLI end to end in subprocesses: Ctrl-C a sweep, resume it, lose no finished trial."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from tuning.cli import main
+
+pytestmark = pytest.mark.integration
+
+EPOCHS = 6
+SWEEP = {
+    "name": "resumable",
+    "train": {
+        "epochs": EPOCHS,
+        "model": {"name": "cnn", "depth": 2, "width": 16},
+        "optimizer": {"name": "adam", "lr": {"loguniform": [1.0e-3, 1.0e-2]}},
+        "batch_size": {"choice": [16, 32]},
+    },
+    "search": {"algorithm": "random", "num_samples": 6, "max_concurrent": 1, "seed": 0},
+    "scheduler": {"name": "fifo"},
+}
+
+
+def cnn_tune(*args: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tuning.cli", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
+    )
+
+
+def finished_trials(experiment_dir: Path) -> dict[str, int]:
+    """Trial folder -> number of result rows, for trials that reached their last epoch.
+
+    A trial interrupted mid-way repeats the epochs after its last checkpoint, so only
+    the last row's epoch says whether it finished.
+    """
+    done = {}
+    for result in experiment_dir.glob("trial_*/result.json"):
+        rows = result.read_text().splitlines()
+        if rows and json.loads(rows[-1])["epoch"] == EPOCHS:
+            done[result.parent.name] = len(rows)
+    return done
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+    experiment_file = tmp_path / "sweep.yaml"
+    experiment_file.write_text(yaml.safe_dump(SWEEP))
+    experiment_dir = tmp_path / "runs" / "s"
+
+    run = cnn_tune("run", str(experiment_file), "--storage", str(tmp_path / "runs"), "--name", "s")
+    deadline = time.monotonic() + 240
+    while len(finished_trials(experiment_dir)) < 2 and run.poll() is None:
+        assert time.monotonic() < deadline, "no trial finished in time"
+        time.sleep(0.5)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+
+    assert run.returncode == 1, err
+    assert "cnn-tune resume" in err
+    assert not (experiment_dir / "summary.json").exists()
+    finished_before = finished_trials(experiment_dir)
+    assert 2 <= len(finished_before) < 6
+
+    resume = cnn_tune("resume", str(experiment_dir))
+    out, err = resume.communicate(timeout=400)
+
+    assert resume.returncode == 0, err
+    summary = json.loads((experiment_dir / "summary.json").read_text())
+    assert summary["num_trials"] == 6 and summary["num_errored"] == 0
+    after = finished_trials(experiment_dir)
+    assert len(after) == 6
+    assert all(after[name] == rows for name, rows in finished_before.items())
+    assert "Test (held out, evaluated once)" in out
+
+
+def test_train_command_trains_one_config_without_ray(tmp_path, capsys):
+    code = main(
+        ["train", "digits", "--set", "train.epochs=2", "--sample-seed", "3", "--output", str(tmp_path)]
+    )
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("val_acc") == 2 and "config:" in out
+    assert (tmp_path / "state.pt").is_file()
+    assert not ray.is_initialized()
+
+
+def test_list_command_names_every_builtin(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("digits", "digits-pbt", "digits-grid", "cifar10"):
+        assert name in out
