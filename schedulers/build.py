@@ -127,4 +127,3 @@ def _lookup(tree: dict[str, Any], path: str) -> Any:
             return None
         node = node[key]
     return node
-

@@ -18,10 +18,12 @@ class FIFOSettings(_Settings):
 
 
 class ASHASettings(_Settings):
-    """Asynchronous successive halving: stop trials below the top 1/reduction_factor at each rung."""
+    """Asynchronous successive halving: at each rung keep the top 1/reduction_factor."""
 
     name: Literal["asha"]
-    max_t: int | None = Field(None, ge=1, description="epochs a trial may reach; default train.epochs")
+    max_t: int | None = Field(
+        None, ge=1, description="epochs a trial may reach; default train.epochs"
+    )
     grace_period: int = Field(1, ge=1, description="epochs before the first stopping decision")
     reduction_factor: float = Field(3.0, gt=1.0, le=100.0)
     brackets: int = Field(1, ge=1, le=10)
@@ -32,7 +34,9 @@ class PBTSettings(_Settings):
 
     name: Literal["pbt"]
     perturbation_interval: int = Field(
-        2, ge=1, description="epochs between exploit/explore steps; a multiple of checkpoint.every_epochs"
+        2,
+        ge=1,
+        description="epochs between exploit/explore steps; a multiple of checkpoint.every_epochs",
     )
     quantile_fraction: float = Field(0.25, gt=0.0, le=0.5, description="share cloned / replaced")
     resample_probability: float = Field(0.25, ge=0.0, le=1.0)

@@ -4,7 +4,15 @@ Nothing here imports Ray except `trainables.tune_adapter`.
 """
 
 from trainables.config import ModelConfig, TrainConfig
-from trainables.data import DataConfig, DataError, DatasetInfo, ImageSplit, Splits, TuningData, load_splits
+from trainables.data import (
+    DataConfig,
+    DataError,
+    DatasetInfo,
+    ImageSplit,
+    Splits,
+    TuningData,
+    load_splits,
+)
 from trainables.loop import Trainer, evaluate, fit, model_from_state
 
 __all__ = [

@@ -30,6 +30,7 @@ def load_checkpoint(directory: str | Path) -> dict[str, Any]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("format") != FORMAT_VERSION:
         raise ValueError(
-            f"{path}: checkpoint format {state.get('format')!r}, this version reads {FORMAT_VERSION}"
+            f"{path}: checkpoint format {state.get('format')!r}; "
+            f"this version reads format {FORMAT_VERSION}"
         )
     return state

@@ -23,13 +23,19 @@ class ModelConfig(StrictModel):
 
     name: Literal["cnn", "resnet18"] = "cnn"
     depth: int = Field(2, ge=1, le=8, description="conv blocks (cnn only)")
-    width: int = Field(32, ge=1, le=1024, description="channels of the first block; doubles per block")
+    width: int = Field(
+        32, ge=1, le=1024, description="channels of the first block; doubles per block"
+    )
     batch_norm: bool = True
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="drop probability before the classifier")
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="drop probability before the classifier"
+    )
 
 
 class _OptimizerBase(StrictModel):
-    lr: float = Field(0.01, gt=0.0, le=10.0, description="learning rate at batch_size examples per step")
+    lr: float = Field(
+        0.01, gt=0.0, le=10.0, description="learning rate at batch_size examples per step"
+    )
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="L2 coefficient")
 
 
@@ -61,7 +67,9 @@ class AdamWConfig(AdamConfig):
 class RMSpropConfig(_OptimizerBase):
     name: Literal["rmsprop"]
     lr: float = Field(1.0e-3, gt=0.0, le=10.0)
-    alpha: float = Field(0.99, gt=0.0, lt=1.0, description="smoothing of the squared-gradient average")
+    alpha: float = Field(
+        0.99, gt=0.0, lt=1.0, description="smoothing of the squared-gradient average"
+    )
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     eps: float = Field(1.0e-8, gt=0.0, le=1.0)
 
@@ -89,7 +97,9 @@ class LRScheduleConfig(StrictModel):
     name: Literal["constant", "exponential", "step", "multistep", "cosine"] = "constant"
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="decay factor (per epoch or per step)")
     step_epochs: int = Field(10, ge=1, description="epochs between decays (step)")
-    milestones: list[int] = Field(default_factory=list, description="epochs to decay at (multistep)")
+    milestones: list[int] = Field(
+        default_factory=list, description="epochs to decay at (multistep)"
+    )
     min_factor: float = Field(0.0, ge=0.0, le=1.0, description="cosine floor, a fraction of lr")
     warmup_epochs: int = Field(0, ge=0)
     warmup_start_factor: float = Field(0.1, gt=0.0, le=1.0)
@@ -106,7 +116,9 @@ class LRScheduleConfig(StrictModel):
 class TrainConfig(StrictModel):
     """Everything one trial needs besides the data."""
 
-    epochs: int = Field(10, ge=1, le=100_000, description="training epochs (the scheduler time unit)")
+    epochs: int = Field(
+        10, ge=1, le=100_000, description="training epochs (the scheduler time unit)"
+    )
     batch_size: int = Field(64, ge=1, le=65_536, description="examples per optimizer step")
     model: ModelConfig = ModelConfig()
     optimizer: OptimizerConfig = SGDConfig(name="sgd")
@@ -114,4 +126,6 @@ class TrainConfig(StrictModel):
     l1: float = Field(0.0, ge=0.0, le=1.0, description="coefficient of sum |w| over weight tensors")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     seed: int = Field(0, ge=0, description="seeds weights, dropout and batch order")
-    eval_batch_size: int = Field(1024, ge=1, description="examples per forward pass when evaluating")
+    eval_batch_size: int = Field(
+        1024, ge=1, description="examples per forward pass when evaluating"
+    )

@@ -94,7 +94,7 @@ class DatasetInfo:
         return cls(
             name=d["name"],
             num_classes=int(d["num_classes"]),
-            input_shape=tuple(d["input_shape"]),  # type: ignore[arg-type]
+            input_shape=tuple(d["input_shape"]),
             class_names=tuple(d["class_names"]),
             mean=tuple(d["mean"]),
             std=tuple(d["std"]),
@@ -166,7 +166,11 @@ def load_splits(config: DataConfig) -> Splits:
     )
     logger.info(
         "%s: %d train, %d val, %d test examples of shape %s",
-        config.name, len(train[1]), len(val[1]), len(test[1]), info.input_shape,
+        config.name,
+        len(train[1]),
+        len(val[1]),
+        len(test[1]),
+        info.input_shape,
     )
     return Splits(
         tuning=TuningData(train=_to_split(*train), val=_to_split(*val), info=info),
@@ -232,8 +236,11 @@ def _load_raw(config: DataConfig) -> _RawDataset:
         raise DataError(
             f"dataset.root={str(root)!r}: {error}. {config.name} expects "
             f"{_EXPECTED_LAYOUT[config.name]} under it; set dataset.download=true to fetch it"
-            + ("" if config.name not in ("cifar10", "cifar100") else
-               ", or dataset.verify_checksums=false for a modified copy")
+            + (
+                ""
+                if config.name not in ("cifar10", "cifar100")
+                else ", or dataset.verify_checksums=false for a modified copy"
+            )
         ) from error
 
 

@@ -68,7 +68,9 @@ class Trainer:
             yield self.run_epoch()
 
     def run_epoch(self) -> EpochMetrics:
-        lr = lr_at(self.config.lr_schedule, self.config.optimizer.lr, self.epoch, self.config.epochs)
+        lr = lr_at(
+            self.config.lr_schedule, self.config.optimizer.lr, self.epoch, self.config.epochs
+        )
         set_learning_rate(self.optimizer, lr)
         train_loss, train_acc = self._train_one_epoch()
         val_loss, val_acc = evaluate(

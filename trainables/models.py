@@ -80,6 +80,6 @@ def resnet18_for_small_inputs(in_channels: int, num_classes: int, dropout: float
 
     model = resnet18(weights=None, num_classes=num_classes)
     model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    model.maxpool = nn.Identity()  # type: ignore[assignment]
-    model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))  # type: ignore[assignment]
+    model.maxpool = nn.Identity()
+    model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
     return model

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from trainables.data import DataError
-
 from tuning.errors import ConfigError, SweepInterrupted
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -83,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_experiment_args(command: argparse.ArgumentParser) -> None:
     command.add_argument(
-        "experiment", nargs="?", default="digits", help="built-in name or YAML path (default digits)"
+        "experiment",
+        nargs="?",
+        default="digits",
+        help="built-in name or YAML path (default digits)",
     )
     command.add_argument(
         "--set",
@@ -103,7 +105,10 @@ def _run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, args.overrides)
     outcome = run_sweep(experiment, storage=args.storage, name=args.name, address=args.address)
     print(format_summary(outcome.summary))
-    print(f"Results: {outcome.experiment_dir}  (summary.json; `cnn-tune tensorboard {outcome.experiment_dir}`)")
+    print(
+        f"Results: {outcome.experiment_dir}  "
+        f"(summary.json; `cnn-tune tensorboard {outcome.experiment_dir}`)"
+    )
     return EXIT_OK
 
 
@@ -138,7 +143,9 @@ def _tensorboard(args: argparse.Namespace) -> int:
     from tensorboard import program
 
     board = program.TensorBoard()
-    board.configure(argv=[None, "--logdir", str(directory), "--host", args.host, "--port", str(args.port)])
+    board.configure(
+        argv=[None, "--logdir", str(directory), "--host", args.host, "--port", str(args.port)]
+    )
     url = board.launch()
     print(f"TensorBoard at {url} (Ctrl-C to stop)", flush=True)
     try:

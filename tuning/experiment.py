@@ -30,7 +30,9 @@ class SearchSettings(StrictModel):
         None, ge=1, le=100_000, description="trials; with grids, repeats of the grid (default 1)"
     )
     max_concurrent: int | None = Field(None, ge=1, description="trials at once; default: what fits")
-    initial_points: int = Field(5, ge=1, description="hyperopt: random trials before TPE takes over")
+    initial_points: int = Field(
+        5, ge=1, description="hyperopt: random trials before TPE takes over"
+    )
     seed: int = Field(0, ge=0)
 
     @property
@@ -65,11 +67,15 @@ class Experiment(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
     description: str = ""
     dataset: DataConfig = DataConfig()
-    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig; leaves may be domains")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="TrainConfig; leaves may be domains"
+    )
     search: SearchSettings = SearchSettings()
     scheduler: SchedulerSettings = ASHASettings(name="asha")
     metric: Literal["val_acc", "val_loss", "train_acc", "train_loss"] = "val_acc"
-    mode: Literal["max", "min"] | None = Field(None, description="default: what is better for metric")
+    mode: Literal["max", "min"] | None = Field(
+        None, description="default: what is better for metric"
+    )
     resources: ResourceSettings = ResourceSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
     max_failures: int = Field(1, ge=0, le=100, description="Ray retries of a crashed trial")
@@ -90,7 +96,9 @@ BUILTIN_DIR = resources.files("tuning") / "experiments"
 
 
 def builtin_names() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in BUILTIN_DIR.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in BUILTIN_DIR.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def builtin_descriptions() -> dict[str, str]:
@@ -130,7 +138,8 @@ def _cross_errors(experiment: Experiment) -> list[str]:
     if experiment.mode is not None and experiment.mode != better:
         errors.append(
             f"mode={experiment.mode!r} with metric={experiment.metric!r} would pick the worst "
-            f"trial; {experiment.metric} is better when {'higher' if better == 'max' else 'lower'}: "
+            f"trial; {experiment.metric} is better "
+            f"when {'higher' if better == 'max' else 'lower'}: "
             f"set mode: {better} or leave mode out"
         )
     algorithm, train = experiment.search.algorithm, experiment.train
@@ -147,7 +156,9 @@ def _cross_errors(experiment: Experiment) -> list[str]:
                 f"train.{sampled[0]} is sampled. Use search.algorithm: random to mix both"
             )
     if not space.has_domain(train):
-        errors.append("train: nothing to tune; give at least one value a domain such as {choice: [...]}")
+        errors.append(
+            "train: nothing to tune; give at least one value a domain such as {choice: [...]}"
+        )
     errors += compatibility_errors(
         experiment.scheduler,
         searcher=algorithm,

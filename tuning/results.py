@@ -40,7 +40,7 @@ def summarize(
     """Build the summary, evaluating the best checkpoint on `test` exactly once."""
     metric, mode = experiment.metric, experiment.resolved_mode
     tuned_paths = space.tuned_paths(experiment.train)
-    trials = [_trial_record(result, metric, mode, tuned_paths) for result in results]
+    trials = [_trial_record(results[i], metric, mode, tuned_paths) for i in range(len(results))]
     try:
         best = results.get_best_result(metric, mode, scope="all", filter_nan_and_inf=True)
     except RuntimeError as error:
@@ -92,7 +92,9 @@ def _trial_record(
     epochs = int(result.metrics.get("training_iteration", 0)) if result.metrics else 0
     best_value, best_epoch = None, None
     if history is not None and metric in history:
-        finite = history[history[metric].map(lambda v: isinstance(v, int | float) and math.isfinite(v))]
+        finite = history[
+            history[metric].map(lambda v: isinstance(v, int | float) and math.isfinite(v))
+        ]
         if len(finite):
             row = finite.loc[finite[metric].idxmax() if mode == "max" else finite[metric].idxmin()]
             best_value, best_epoch = float(row[metric]), int(row[m.EPOCH])
@@ -119,7 +121,7 @@ def _trial_record(
 
 
 def _trial_id(result: tune.Result) -> str:
-    return str(result.metrics.get("trial_id") or Path(result.path).name)
+    return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -142,7 +144,9 @@ def write_summary(summary: dict[str, Any], experiment_dir: Path) -> Path:
 def format_summary(summary: dict[str, Any]) -> str:
     """The closing lines the CLI prints."""
     best, test, metric = summary["best"], summary["test"], summary["metric"]
-    tuned = next((t["tuned"] for t in summary["trials"] if t["trial_id"] == best["trial_id"]), {})
+    tuned: dict[str, Any] = next(
+        (t["tuned"] for t in summary["trials"] if t["trial_id"] == best["trial_id"]), {}
+    )
     lines = [
         f"Sweep {summary['experiment']!r}: {summary['num_trials']} trials, "
         f"{summary['num_stopped_early']} stopped early, {summary['num_errored']} errored, "

@@ -24,7 +24,14 @@ from ray import tune
 
 from tuning.errors import describe_validation_error
 
-_RANGE_KINDS = {"uniform": 2, "loguniform": 2, "quniform": 3, "qloguniform": 3, "randint": 2, "lograndint": 2}
+_RANGE_KINDS = {
+    "uniform": 2,
+    "loguniform": 2,
+    "quniform": 3,
+    "qloguniform": 3,
+    "randint": 2,
+    "lograndint": 2,
+}
 _LIST_KINDS = ("choice", "grid")
 DOMAIN_KINDS = (*_RANGE_KINDS, *_LIST_KINDS)
 

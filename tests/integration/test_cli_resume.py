@@ -34,7 +34,10 @@ SWEEP = {
 def cnn_tune(*args: str, **popen) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "tuning.cli", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
     )
 
 
@@ -85,7 +88,16 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
 
 def test_train_command_trains_one_config_without_ray(tmp_path, capsys):
     code = main(
-        ["train", "digits", "--set", "train.epochs=2", "--sample-seed", "3", "--output", str(tmp_path)]
+        [
+            "train",
+            "digits",
+            "--set",
+            "train.epochs=2",
+            "--sample-seed",
+            "3",
+            "--output",
+            str(tmp_path),
+        ]
     )
 
     out = capsys.readouterr().out

@@ -11,7 +11,10 @@ from schedulers import SchedulerSettings, build_scheduler, compatibility_errors
 from schedulers.build import pbt_mutations
 
 settings_of = TypeAdapter(SchedulerSettings).validate_python
-SPACE = {"optimizer": {"lr": tune.loguniform(1e-4, 1e-1), "momentum": 0.9}, "batch_size": tune.choice([16, 32, 64])}
+SPACE = {
+    "optimizer": {"lr": tune.loguniform(1e-4, 1e-1), "momentum": 0.9},
+    "batch_size": tune.choice([16, 32, 64]),
+}
 
 
 @pytest.mark.parametrize(
@@ -41,28 +44,59 @@ def test_pbt_mutations_reject_a_parameter_that_is_not_tuned():
 @pytest.mark.parametrize(
     ("raw", "searcher", "every", "fragment"),
     [
-        ({"name": "pbt", "mutate": ["optimizer.lr"]}, "hyperopt", 1, "search.algorithm: grid, random"),
-        ({"name": "pbt", "perturbation_interval": 3, "mutate": ["x"]}, "random", 2, "multiple of checkpoint.every_epochs=2"),
+        (
+            {"name": "pbt", "mutate": ["optimizer.lr"]},
+            "hyperopt",
+            1,
+            "search.algorithm: grid, random",
+        ),
+        (
+            {"name": "pbt", "perturbation_interval": 3, "mutate": ["x"]},
+            "random",
+            2,
+            "multiple of checkpoint.every_epochs=2",
+        ),
         ({"name": "asha", "grace_period": 11}, "hyperopt", 1, "grace_period=11 exceeds max_t=10"),
         ({"name": "asha", "max_t": 20}, "random", 1, "max_t=20 exceeds train.epochs=10"),
     ],
 )
 def test_compatibility_errors_explain_what_to_change(raw, searcher, every, fragment):
-    errors = compatibility_errors(settings_of(raw), searcher=searcher, checkpoint_every=every, checkpoints_kept=3, max_epochs=10)
+    errors = compatibility_errors(
+        settings_of(raw),
+        searcher=searcher,
+        checkpoint_every=every,
+        checkpoints_kept=3,
+        max_epochs=10,
+    )
     assert any(fragment in e for e in errors), errors
 
 
 @pytest.mark.parametrize(
     ("raw", "searcher"),
-    [({"name": "asha"}, "hyperopt"), ({"name": "fifo"}, "grid"), ({"name": "pbt", "perturbation_interval": 4, "mutate": ["x"]}, "random")],
+    [
+        ({"name": "asha"}, "hyperopt"),
+        ({"name": "fifo"}, "grid"),
+        ({"name": "pbt", "perturbation_interval": 4, "mutate": ["x"]}, "random"),
+    ],
 )
 def test_compatibility_errors_none_for_supported_pairs(raw, searcher):
-    assert compatibility_errors(settings_of(raw), searcher=searcher, checkpoint_every=2, checkpoints_kept=3, max_epochs=10) == []
+    assert (
+        compatibility_errors(
+            settings_of(raw),
+            searcher=searcher,
+            checkpoint_every=2,
+            checkpoints_kept=3,
+            max_epochs=10,
+        )
+        == []
+    )
 
 
 def test_compatibility_errors_pbt_needs_enough_checkpoints_kept():
     settings = settings_of({"name": "pbt", "mutate": ["x"]})
-    errors = compatibility_errors(settings, searcher="random", checkpoint_every=1, checkpoints_kept=2, max_epochs=10)
+    errors = compatibility_errors(
+        settings, searcher="random", checkpoint_every=1, checkpoints_kept=2, max_epochs=10
+    )
     assert errors == [
         "checkpoint.keep=2 is too few for PBT, which exploits other trials' recent checkpoints; "
         "set checkpoint.keep: 3 or more"

@@ -10,7 +10,12 @@ from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import TrainConfig
 from trainables.loop import Trainer, fit, model_from_state, pick_device
 
-FAST = {"epochs": 4, "batch_size": 64, "model": {"depth": 1, "width": 8}, "optimizer": {"name": "adam", "lr": 3.0e-3}}
+FAST = {
+    "epochs": 4,
+    "batch_size": 64,
+    "model": {"depth": 1, "width": 8},
+    "optimizer": {"name": "adam", "lr": 3.0e-3},
+}
 
 
 def run(config: TrainConfig, data) -> list[dict[str, float]]:
@@ -65,7 +70,9 @@ def test_checkpoint_describes_itself_and_loads_with_weights_only(digits_splits, 
     path = save_checkpoint(trainer.state_dict(), tmp_path)
 
     state = torch.load(path, weights_only=True)  # raises if anything needs unpickling code
-    assert {"format", "config", "data_info", "epoch", "model", "optimizer", "torch_rng"} <= set(state)
+    assert {"format", "config", "data_info", "epoch", "model", "optimizer", "torch_rng"} <= set(
+        state
+    )
     assert TrainConfig.model_validate(state["config"]) == config
     model = model_from_state(state)
     x = digits_splits.tuning.val.images[:5].float()
@@ -74,7 +81,7 @@ def test_checkpoint_describes_itself_and_loads_with_weights_only(digits_splits, 
 
 
 def test_load_checkpoint_names_a_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="state.pt"):
+    with pytest.raises(FileNotFoundError, match=r"state\.pt"):
         load_checkpoint(tmp_path)
 
 
@@ -107,6 +114,8 @@ def test_pick_device_uses_cuda_only_when_given_and_present(gpus, expected):
 def test_fit_on_cuda_learns_digits(digits_splits):
     config = TrainConfig.model_validate({**FAST, "epochs": 5, "model": {"depth": 2, "width": 16}})
     history: list[dict[str, float]] = []
-    trainer = fit(config, digits_splits.tuning, device=torch.device("cuda"), on_epoch_end=history.append)
+    trainer = fit(
+        config, digits_splits.tuning, device=torch.device("cuda"), on_epoch_end=history.append
+    )
     assert next(trainer.model.parameters()).is_cuda
     assert history[-1][m.VAL_ACC] > 0.9

@@ -76,11 +76,23 @@ def _cosine(e: int, span: int, floor: float = 0.0) -> float:
     [
         ({"name": "constant"}, [BASE] * 6),
         ({"name": "exponential", "gamma": 0.5}, [BASE * 0.5**e for e in range(6)]),
-        ({"name": "step", "gamma": 0.1, "step_epochs": 2}, [BASE, BASE, BASE / 10, BASE / 10, BASE / 100, BASE / 100]),
-        ({"name": "multistep", "gamma": 0.1, "milestones": [1, 4]}, [BASE, BASE / 10, BASE / 10, BASE / 10, BASE / 100, BASE / 100]),
+        (
+            {"name": "step", "gamma": 0.1, "step_epochs": 2},
+            [BASE, BASE, BASE / 10, BASE / 10, BASE / 100, BASE / 100],
+        ),
+        (
+            {"name": "multistep", "gamma": 0.1, "milestones": [1, 4]},
+            [BASE, BASE / 10, BASE / 10, BASE / 10, BASE / 100, BASE / 100],
+        ),
         ({"name": "cosine"}, [_cosine(e, 5) for e in range(6)]),
-        ({"name": "constant", "warmup_epochs": 2, "warmup_start_factor": 0.1}, [BASE * 0.1, BASE * 0.55, BASE, BASE, BASE, BASE]),
-        ({"name": "cosine", "warmup_epochs": 1, "min_factor": 0.1}, [BASE * 0.1] + [_cosine(e, 4, 0.1) for e in range(5)]),
+        (
+            {"name": "constant", "warmup_epochs": 2, "warmup_start_factor": 0.1},
+            [BASE * 0.1, BASE * 0.55, BASE, BASE, BASE, BASE],
+        ),
+        (
+            {"name": "cosine", "warmup_epochs": 1, "min_factor": 0.1},
+            [BASE * 0.1] + [_cosine(e, 4, 0.1) for e in range(5)],
+        ),
     ],
     ids=["constant", "exponential", "step", "multistep", "cosine", "warmup", "warmup-cosine"],
 )
@@ -114,7 +126,11 @@ def _weight_norm(model: torch.nn.Module, order: int) -> float:
     ids=["l1", "l2"],
 )
 def test_regularization_shrinks_its_weight_norm(digits_splits, regularized, order):
-    base = {"epochs": 3, "model": {"depth": 1, "width": 8}, "optimizer": {"name": "sgd", "lr": 0.05}}
+    base = {
+        "epochs": 3,
+        "model": {"depth": 1, "width": 8},
+        "optimizer": {"name": "sgd", "lr": 0.05},
+    }
     plain = fit(TrainConfig.model_validate(base), digits_splits.tuning).model
     shrunk = fit(TrainConfig.model_validate({**base, **regularized}), digits_splits.tuning).model
     assert _weight_norm(shrunk, order) < _weight_norm(plain, order)

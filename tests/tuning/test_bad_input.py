@@ -15,15 +15,35 @@ BAD_OVERRIDES = [
     (["train.optimizer.lr=-0.5"], ["train.optimizer.lr", "greater than 0", "-0.5"]),
     (["train.epcohs=3"], ["train.epcohs", "unknown key", "did you mean 'epochs'"]),
     (["train.optimizer.name=adamax"], ["train.optimizer", "adamax", "'sgd'"]),
-    (["train.batch_size={choice: [32, 0]}"], ["train.batch_size", "greater than or equal to 1", "0"]),
+    (
+        ["train.batch_size={choice: [32, 0]}"],
+        ["train.batch_size", "greater than or equal to 1", "0"],
+    ),
     (["train.model.dropout={uniform: [0.5, 0.2]}"], ["train.model.dropout", "low < high"]),
     (["train.model.depth={randint: [1.5, 3]}"], ["train.model.depth", "integer bounds"]),
     (["train.batch_size={choice: []}"], ["train.batch_size", "non-empty list"]),
     (["search.algorithm=bayes"], ["search.algorithm", "'hyperopt'", "bayes"]),
     (["search.num_samples=0"], ["search.num_samples", "greater than or equal to 1"]),
-    (["scheduler={name: pbt, mutate: [optimizer.lr]}"], ["pbt", "search.algorithm='hyperopt'", "random"]),
-    (["search.algorithm=random", "scheduler={name: pbt, mutate: [model.width]}"], ["train.model.width is not a tuned"]),
-    (["search.algorithm=random", "scheduler={name: pbt, perturbation_interval: 3, mutate: [optimizer.lr]}", "checkpoint.every_epochs=2"], ["perturbation_interval=3", "multiple of checkpoint.every_epochs=2", "checkpoint.keep=1 is too few"]),
+    (
+        ["scheduler={name: pbt, mutate: [optimizer.lr]}"],
+        ["pbt", "search.algorithm='hyperopt'", "random"],
+    ),
+    (
+        ["search.algorithm=random", "scheduler={name: pbt, mutate: [model.width]}"],
+        ["train.model.width is not a tuned"],
+    ),
+    (
+        [
+            "search.algorithm=random",
+            "scheduler={name: pbt, perturbation_interval: 3, mutate: [optimizer.lr]}",
+            "checkpoint.every_epochs=2",
+        ],
+        [
+            "perturbation_interval=3",
+            "multiple of checkpoint.every_epochs=2",
+            "checkpoint.keep=1 is too few",
+        ],
+    ),
     (["scheduler.grace_period=40"], ["scheduler.grace_period=40", "max_t=15"]),
     (["scheduler.reduction_factor=1"], ["scheduler.reduction_factor", "greater than 1"]),
     (["metric=val_f1"], ["metric", "val_f1", "'val_acc'"]),
@@ -32,7 +52,10 @@ BAD_OVERRIDES = [
     (["resources.cpu=0"], ["resources.cpu", "greater than 0"]),
     (["checkpoint.every_epochs=0"], ["checkpoint.every_epochs"]),
     (["dataset.name=mnist"], ["dataset", "needs dataset.root"]),
-    (["dataset.name=cifar10", "dataset.root=/nonexistent/cifar"], ["dataset.root", "/nonexistent/cifar", "not a folder"]),
+    (
+        ["dataset.name=cifar10", "dataset.root=/nonexistent/cifar"],
+        ["dataset.root", "/nonexistent/cifar", "not a folder"],
+    ),
     (["dataset.val_fraction=0.9"], ["dataset.val_fraction", "less than 0.5"]),
     (["train.optimizer={grid: [{name: sgd}, {name: adam}]}"], ["hyperopt", "grid"]),
     (["train.model.width=wide"], ["train.model.width", "valid integer", "wide"]),
@@ -42,7 +65,9 @@ BAD_OVERRIDES = [
 ]
 
 
-@pytest.mark.parametrize(("overrides", "fragments"), BAD_OVERRIDES, ids=[" ".join(o[0]) for o in BAD_OVERRIDES])
+@pytest.mark.parametrize(
+    ("overrides", "fragments"), BAD_OVERRIDES, ids=[" ".join(o[0]) for o in BAD_OVERRIDES]
+)
 def test_run_rejects_bad_override_before_ray_starts(overrides, fragments, capsys, tmp_path):
     args = ["run", "digits", "--storage", str(tmp_path)]
     for override in overrides:
@@ -63,7 +88,10 @@ def test_run_rejects_bad_override_before_ray_starts(overrides, fragments, capsys
     [
         ("name: x\ntrain: [1, 2\n", "not valid YAML"),
         ("- just\n- a list\n", "top level must be a mapping"),
-        ("name: x\ntrain:\n  optimizer: {lr: {loguniform: [1.0e-3, 1.0e-2], grid: [1]}}\n", "exactly one key"),
+        (
+            "name: x\ntrain:\n  optimizer: {lr: {loguniform: [1.0e-3, 1.0e-2], grid: [1]}}\n",
+            "exactly one key",
+        ),
         ("name: 'bad name!'\ntrain: {batch_size: {choice: [32]}}\n", "name"),
         ("name: x\ntrain: {epochs: 3}\n", "nothing to tune"),
     ],

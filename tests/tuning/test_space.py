@@ -58,7 +58,11 @@ def test_validation_errors_empty_for_a_valid_conditional_space():
     tree = {
         "optimizer": {
             "choice": [
-                {"name": "sgd", "lr": {"loguniform": [1.0e-3, 1.0e-1]}, "momentum": {"uniform": [0.5, 0.9]}},
+                {
+                    "name": "sgd",
+                    "lr": {"loguniform": [1.0e-3, 1.0e-1]},
+                    "momentum": {"uniform": [0.5, 0.9]},
+                },
                 {"name": "adam", "lr": {"loguniform": [1.0e-4, 1.0e-2]}},
             ]
         }
@@ -94,12 +98,19 @@ def test_tuned_paths_are_outermost_domains():
 
 
 def test_grid_size_is_the_product_of_grid_lengths():
-    assert space.grid_size({"a": {"grid": [1, 2, 3]}, "b": {"grid": [1, 2]}, "c": {"choice": [1, 2]}}) == 6
+    assert (
+        space.grid_size({"a": {"grid": [1, 2, 3]}, "b": {"grid": [1, 2]}, "c": {"choice": [1, 2]}})
+        == 6
+    )
     assert space.grid_size({"c": 1}) == 1
 
 
 def test_sample_point_is_seeded_and_within_bounds():
-    tree = {"lr": {"loguniform": [1.0e-4, 1.0e-1]}, "bs": {"choice": [16, 32]}, "w": {"grid": [8, 16]}}
+    tree = {
+        "lr": {"loguniform": [1.0e-4, 1.0e-1]},
+        "bs": {"choice": [16, 32]},
+        "w": {"grid": [8, 16]},
+    }
     first, again = space.sample_point(tree, seed=3), space.sample_point(tree, seed=3)
     assert first == again
     assert 1.0e-4 <= first["lr"] < 1.0e-1 and first["bs"] in (16, 32) and first["w"] == 8
