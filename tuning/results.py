@@ -111,28 +111,13 @@ def _trial_record(
         "epochs": epochs,
         "best": best_value,
         "best_epoch": best_epoch,
-        "tuned": {
-            key: value
-            for key, value in _flatten(result.config or {}).items()
-            if any(key == p or key.startswith(p + ".") for p in tuned_paths)
-        },
+        "tuned": space.tuned_values(result.config or {}, tuned_paths),
         "error": None if result.error is None else str(result.error).splitlines()[0][:300],
     }
 
 
 def _trial_id(result: tune.Result) -> str:
     return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def write_summary(summary: dict[str, Any], experiment_dir: Path) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +18,7 @@ from typing import Any
 import ray
 import torch
 from ray import tune
-from ray.tune.logger import TBXLoggerCallback
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from schedulers import build_scheduler
 from trainables.data import Splits, TuningData, load_splits
@@ -27,6 +28,7 @@ from tuning.errors import ConfigError, SweepInterrupted
 from tuning.experiment import Experiment, validate_experiment
 from tuning.results import summarize, write_summary
 from tuning.searchers import build_searcher
+from tuning.tensorboard import TensorBoardLogger
 from tuning.yaml_io import dump_yaml, read_yaml_mapping
 
 logger = logging.getLogger(__name__)
@@ -107,6 +109,9 @@ def connect(address: str | None) -> None:
 def _fit_and_summarize(
     tuner: tune.Tuner, experiment: Experiment, splits: Splits, experiment_dir: Path
 ) -> SweepOutcome:
+    # Ray would add its TBXLoggerCallback, which loses PBT epochs (see tuning.tensorboard);
+    # the loggers we want are listed explicitly in _run_config.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     start = time.monotonic()
     results = tuner.fit()
     _raise_if_unfinished(experiment, experiment_dir)
@@ -176,7 +181,14 @@ def _run_config(
             checkpoint_score_order=experiment.resolved_mode,
         ),
         failure_config=tune.FailureConfig(max_failures=experiment.max_failures),
-        callbacks=[TBXLoggerCallback(), *callbacks],  # TensorBoard: scalars + hparams
+        callbacks=[
+            CSVLoggerCallback(),  # progress.csv
+            JsonLoggerCallback(),  # result.json, params.json
+            TensorBoardLogger(
+                experiment.metric, experiment.resolved_mode, space.tuned_paths(experiment.train)
+            ),
+            *callbacks,
+        ],
         verbose=1,
     )
 

@@ -161,6 +161,29 @@ def tuned_paths(tree: Any) -> list[str]:
     return paths
 
 
+def tuned_values(config: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """The values a trial's `config` took at the tuned `paths`, flattened to dotted keys.
+
+    A conditional parameter appears only when its branch was chosen.
+    """
+    flat = _flatten(config)
+    return {
+        key: value
+        for key, value in flat.items()
+        if any(key == p or key.startswith(p + ".") for p in paths)
+    }
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def has_domain(tree: Any, kinds: tuple[str, ...] = DOMAIN_KINDS) -> bool:
     return any(kind in kinds for _, kind, _ in iter_domains(tree))
 

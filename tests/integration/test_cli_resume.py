@@ -112,3 +112,22 @@ def test_list_command_names_every_builtin(capsys):
     out = capsys.readouterr().out
     for name in ("digits", "digits-pbt", "digits-grid", "cifar10"):
         assert name in out
+
+
+def test_tensorboard_command_serves_on_loopback_and_prints_the_url(tmp_path):
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    board = cnn_tune("tensorboard", str(tmp_path), "--port", str(port))
+    try:
+        assert board.stdout is not None
+        line = board.stdout.readline()
+        assert line.startswith(f"TensorBoard at http://127.0.0.1:{port}/"), line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
+            assert response.status == 200
+    finally:
+        board.terminate()
+        board.wait(timeout=30)

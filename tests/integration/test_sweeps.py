@@ -31,11 +31,23 @@ def trial_dirs(experiment_dir: Path) -> list[Path]:
     return sorted(p for p in experiment_dir.iterdir() if p.is_dir() and p.name.startswith("trial_"))
 
 
-def val_acc_curve(trial_dir: Path) -> list[float]:
-    (events,) = trial_dir.glob("events.out.tfevents.*")
-    accumulator = EventAccumulator(str(events))
+def tensorboard_run(trial_dir: Path) -> EventAccumulator:
+    """TensorBoard's own reader over every event file in a trial folder."""
+    accumulator = EventAccumulator(str(trial_dir))
     accumulator.Reload()
-    return [event.value for event in accumulator.Scalars("ray/tune/val_acc")]
+    return accumulator
+
+
+def val_acc_steps(trial_dir: Path) -> list[int]:
+    return [event.step for event in tensorboard_run(trial_dir).Scalars("val_acc")]
+
+
+def hparams_of(trial_dir: Path) -> dict[str, object]:
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = tensorboard_run(trial_dir).PluginTagToContent("hparams")
+    data = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    return {key: value.WhichOneof("kind") for key, value in data.session_start_info.hparams.items()}
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +83,14 @@ def test_asha_sweep_stops_weak_trials_before_max_t_and_keeps_the_best(asha_sweep
     assert summary["best"]["val_acc"] > 0.8 and summary["test"]["accuracy"] > 0.8
 
 
-def test_asha_sweep_logs_a_val_acc_curve_per_trial_to_tensorboard(asha_sweep):
+def test_asha_sweep_logs_curves_and_hparams_per_trial_to_tensorboard(asha_sweep):
     dirs = trial_dirs(asha_sweep.experiment_dir)
     epochs = {t["trial_id"]: t["epochs"] for t in asha_sweep.summary["trials"]}
     assert len(dirs) == 8
     for trial_dir in dirs:
         trial_id = trial_dir.name.removeprefix("trial_")
-        assert len(val_acc_curve(trial_dir)) == epochs[trial_id]
+        assert val_acc_steps(trial_dir) == list(range(1, epochs[trial_id] + 1))
+        assert hparams_of(trial_dir) == {"optimizer.lr": "number_value", "batch_size": "number_value"}
 
 
 def test_asha_sweep_tested_the_best_trials_kept_checkpoint(asha_sweep):
@@ -111,6 +124,9 @@ def test_pbt_sweep_runs_with_checkpoints_aligned_to_its_interval(
         # The epoch counter continues through exploits: it always equals Tune's iteration.
         assert all(r["epoch"] == r["training_iteration"] for r in rows)
         assert all(r["batch_size"] in (32, 64, 128) for r in rows)
+        # Every epoch reaches TensorBoard, across PBT's pauses and restarts.
+        assert val_acc_steps(trial_dir) == [1, 2, 3, 4, 5, 6]
+        assert set(hparams_of(trial_dir)) == {"optimizer.lr", "batch_size"}
     assert (outcome.experiment_dir / "pbt_global.txt").exists()
 
 
