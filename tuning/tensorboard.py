@@ -49,9 +49,8 @@ class TensorBoardLogger(LoggerCallback):
                 writer.add_scalar(name, value, global_step=epoch)
         value = result.get(self._metric)
         if _is_finite_number(value):
-            best = self._best.get(trial)
-            better = best is None or (value > best if self._mode == "max" else value < best)
-            self._best[trial] = value if better else best  # type: ignore[assignment]
+            pick = max if self._mode == "max" else min
+            self._best[trial] = pick(float(value), self._best.get(trial, float(value)))
             writer.add_scalar(f"best_{self._metric}", self._best[trial], global_step=epoch)
 
     def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
@@ -61,8 +60,10 @@ class TensorBoardLogger(LoggerCallback):
         best = self._best.pop(trial, None)
         metric_dict = {self._metric: best if best is not None else math.nan}
         metric_dict[f"best_{self._metric}"] = metric_dict[self._metric]
+        # add_hparams() would open a second run in a sub-folder; write into this one.
+        file_writer = writer._get_file_writer()
         for summary in hparams(self._hparams_of(trial.config), metric_dict):
-            writer.file_writer.add_summary(summary)
+            file_writer.add_summary(summary)
         writer.close()
 
     def _hparams_of(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -75,4 +76,3 @@ class TensorBoardLogger(LoggerCallback):
 
 def _is_finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-

@@ -90,7 +90,8 @@ def test_asha_sweep_logs_curves_and_hparams_per_trial_to_tensorboard(asha_sweep)
     for trial_dir in dirs:
         trial_id = trial_dir.name.removeprefix("trial_")
         assert val_acc_steps(trial_dir) == list(range(1, epochs[trial_id] + 1))
-        assert hparams_of(trial_dir) == {"optimizer.lr": "number_value", "batch_size": "number_value"}
+        kinds = hparams_of(trial_dir)
+        assert kinds == {"optimizer.lr": "number_value", "batch_size": "number_value"}
 
 
 def test_asha_sweep_tested_the_best_trials_kept_checkpoint(asha_sweep):
