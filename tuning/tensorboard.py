@@ -12,7 +12,7 @@ and its final and best metric.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 from ray.tune.experiment import Trial
 from ray.tune.logger import LoggerCallback
@@ -50,7 +50,7 @@ class TensorBoardLogger(LoggerCallback):
         value = result.get(self._metric)
         if _is_finite_number(value):
             pick = max if self._mode == "max" else min
-            self._best[trial] = pick(float(value), self._best.get(trial, float(value)))
+            self._best[trial] = pick(value, self._best.get(trial, value))
             writer.add_scalar(f"best_{self._metric}", self._best[trial], global_step=epoch)
 
     def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
@@ -74,5 +74,5 @@ class TensorBoardLogger(LoggerCallback):
         }
 
 
-def _is_finite_number(value: Any) -> bool:
+def _is_finite_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
