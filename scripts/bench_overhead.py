@@ -4,8 +4,8 @@ Runs the same N short digits trials two ways, with the same parallelism:
   (a) plain: one Python process hands them to a pool of P worker processes that call
       `trainables.fit` directly (no Ray, no checkpoints, no logging);
   (b) tuned: `tuning.runner.run_sweep` on a fresh local Ray (FIFO, grid over N learning
-      rates, P trials at once, checkpoint every epoch, TensorBoard + CSV + JSON logs,
-      and the final test evaluation).
+      rates, P trials at once, a checkpoint every --checkpoint-every epochs, TensorBoard +
+      CSV + JSON logs, and the final test evaluation).
 and prints wall(b) / wall(a), end to end and without Ray's start-up.
 
     python scripts/bench_overhead.py --trials 8 --epochs 5 --parallel 2 --repeats 3
@@ -16,6 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+
+# As the CLI does for a local Ray: listen on loopback only (set before Ray is imported).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import platform
 import statistics
 import tempfile
@@ -70,7 +73,7 @@ def run_plain(n: int, epochs: int, parallel: int) -> float:
     return time.perf_counter() - start
 
 
-def run_tuned(n: int, epochs: int, parallel: int) -> tuple[float, float]:
+def run_tuned(n: int, epochs: int, parallel: int, every: int) -> tuple[float, float]:
     import ray
 
     from tuning.experiment import validate_experiment
@@ -85,6 +88,7 @@ def run_tuned(n: int, epochs: int, parallel: int) -> tuple[float, float]:
             "search": {"algorithm": "grid", "max_concurrent": parallel},
             "scheduler": {"name": "fifo"},
             "resources": {"cpu": 1, "gpu": 0},
+            "checkpoint": {"every_epochs": every, "keep": 1},
         }
     )
     with tempfile.TemporaryDirectory() as storage:
@@ -94,6 +98,7 @@ def run_tuned(n: int, epochs: int, parallel: int) -> tuple[float, float]:
         run_sweep(experiment, storage=storage, name="bench")
         end = time.perf_counter()
         ray.shutdown()
+    time.sleep(5)  # let Ray's processes exit before the next (timed) plain run
     return end - start, end - started
 
 
@@ -103,13 +108,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--parallel", type=int, default=2, help="trials at once, both ways")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--checkpoint-every", type=int, default=1, help="epochs, tuned runs")
     args = parser.parse_args()
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
 
     plain, tuned, tuned_no_start = [], [], []
     for repeat in range(args.repeats):
         plain.append(run_plain(args.trials, args.epochs, args.parallel))
-        total, after_start = run_tuned(args.trials, args.epochs, args.parallel)
+        total, after_start = run_tuned(
+            args.trials, args.epochs, args.parallel, args.checkpoint_every
+        )
         tuned.append(total)
         tuned_no_start.append(after_start)
         print(
@@ -124,6 +131,7 @@ def main() -> None:
         "epochs": args.epochs,
         "parallel": args.parallel,
         "repeats": args.repeats,
+        "checkpoint_every": args.checkpoint_every,
         "plain_s": round(median(plain), 2),
         "tuned_s": round(median(tuned), 2),
         "tuned_after_ray_init_s": round(median(tuned_no_start), 2),

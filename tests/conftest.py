@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import ray
 
-# Keep Ray's console quiet and its files inside the test session.
-os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+# Before Ray is imported: the test clusters listen on loopback only, as cnn-tune's own do.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "8")
+
+import ray  # noqa: E402
 
 
 def start_ray(**resources: Any) -> None:

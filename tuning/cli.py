@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -97,7 +98,19 @@ def _add_experiment_args(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _keep_local_ray_on_loopback(address: str | None) -> None:
+    """Make a Ray that cnn-tune starts itself listen on 127.0.0.1 only.
+
+    By default Ray's GCS, raylet and workers listen on every interface. This switch makes
+    Ray pick the loopback address as the node address; it must be set before Ray is
+    imported, and only for a single-machine Ray: joining a cluster needs the real one.
+    """
+    if address is None and "RAY_ADDRESS" not in os.environ:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def _run(args: argparse.Namespace) -> int:
+    _keep_local_ray_on_loopback(args.address)
     from tuning.experiment import load_experiment
     from tuning.results import format_summary
     from tuning.runner import run_sweep
@@ -113,6 +126,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
+    _keep_local_ray_on_loopback(args.address)
     from tuning.results import format_summary
     from tuning.runner import resume_sweep
 
