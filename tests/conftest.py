@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "8")
 
-import ray  # noqa: E402
+import ray
 
 
 def start_ray(**resources: Any) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -19,82 +20,165 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables import metrics as m
-from trainables.config import TrainConfig
+from trainables.augment import Augmenter
+from trainables.config import ModelConfig, TrainConfig, TransferConfig
 from trainables.data import DatasetInfo, ImageSplit, TuningData
-from trainables.models import build_model
+from trainables.models import build_model, input_stats
 from trainables.optim import (
     apply_optimizer_settings,
+    batch_lr_multiplier,
+    batch_size_at,
     build_optimizer,
     l1_penalty,
     lr_at,
     set_learning_rate,
 )
+from trainables.transfer import StateDict, load_pretrained, pretrained_key
 
 logger = logging.getLogger(__name__)
 
-EpochMetrics = dict[str, float]
+EpochMetrics = dict[str, Any]
 
 
 class Normalizer:
-    """uint8 NCHW images to float, standardized per channel with the train split's stats."""
+    """uint8 NCHW images to floats in [0, 1], and [0, 1] floats to standardized inputs."""
 
-    def __init__(self, info: DatasetInfo, device: torch.device) -> None:
-        self.mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+
+    @staticmethod
+    def to_unit(images: torch.Tensor) -> torch.Tensor:
+        return images.float() / 255.0
+
+    def standardize(self, unit_images: torch.Tensor) -> torch.Tensor:
+        return (unit_images - self.mean) / self.std
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() / 255.0 - self.mean) / self.std
+        return self.standardize(self.to_unit(images))
+
+    @classmethod
+    def for_model(cls, config: ModelConfig, info: DatasetInfo, device: torch.device) -> Normalizer:
+        return cls(*input_stats(config, info), device)
+
+
+@dataclass
+class Stall:
+    """Counts epochs without an improvement of more than `min_delta` in one metric."""
+
+    mode: str
+    min_delta: float
+    patience: int
+    best: float | None = None
+    bad_epochs: int = 0
+
+    def update(self, value: float) -> bool:
+        """Record `value`; True once `patience` epochs in a row brought no improvement."""
+        improved = self.best is None or (
+            value > self.best + self.min_delta
+            if self.mode == "max"
+            else value < self.best - self.min_delta
+        )
+        if improved:
+            self.best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
 
 
 class Trainer:
-    """Trains one `TrainConfig` on `TuningData`; its state round-trips through checkpoints."""
+    """Trains one `TrainConfig` on `TuningData`; its state round-trips through checkpoints.
 
-    def __init__(self, config: TrainConfig, data: TuningData, device: torch.device | None = None):
+    `pretrained` maps `pretrained_key(model config)` to backbone weights the driver loaded
+    once; a transfer model missing from it loads its weights itself (standalone use).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: TuningData,
+        device: torch.device | None = None,
+        pretrained: Mapping[str, StateDict | None] | None = None,
+    ) -> None:
         self.config = config
         self.info = data.info
         self.device = device or torch.device("cpu")
         torch.manual_seed(config.seed)
-        self.model = build_model(config.model, data.info).to(self.device)
-        self.optimizer = build_optimizer(config.optimizer, self.model)
+        model_config = config.model
+        weights = _pretrained_weights(model_config, pretrained or {})
+        self.model = build_model(model_config, data.info, weights).to(self.device)
+        backbone_lr_factor = (
+            model_config.backbone_lr_factor if isinstance(model_config, TransferConfig) else 1.0
+        )
+        self.optimizer = build_optimizer(config.optimizer, self.model, backbone_lr_factor)
         # The whole dataset lives on the trial's device: no per-batch host-to-device copy.
         self.train_split = _to_device(data.train, self.device)
         self.val_split = _to_device(data.val, self.device)
-        self.normalize = Normalizer(data.info, self.device)
+        self.normalize = Normalizer.for_model(model_config, data.info, self.device)
+        self.augment = Augmenter(config.augmentation)
+        schedule, stopping = config.lr_schedule, config.early_stopping
+        plateau_mode = "min" if schedule.plateau_metric == m.VAL_LOSS else "max"
+        self.plateau = Stall(plateau_mode, schedule.plateau_min_delta, schedule.plateau_patience)
+        self.plateau_decays = 0
+        self.early_stop = (
+            Stall(stopping.mode, stopping.min_delta, stopping.patience) if stopping else None
+        )
         self.epoch = 0  # epochs completed
+        self.stopped_early = False
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped_early or self.epoch >= self.config.epochs
 
     def epochs(self) -> Iterator[EpochMetrics]:
-        """Train until `config.epochs` epochs are done, yielding each epoch's metrics."""
-        while self.epoch < self.config.epochs:
+        """Train until `config.epochs` or early stopping, yielding each epoch's metrics."""
+        while not self.finished:
             yield self.run_epoch()
 
     def run_epoch(self) -> EpochMetrics:
+        config = self.config
+        batch_size = batch_size_at(config.batch_size, config.batch_growth, self.epoch)
         lr = lr_at(
-            self.config.lr_schedule, self.config.optimizer.lr, self.epoch, self.config.epochs
-        )
+            config.lr_schedule, config.optimizer.lr, self.epoch, config.epochs, self.plateau_decays
+        ) * batch_lr_multiplier(batch_size, config.batch_size, config.batch_growth)
         set_learning_rate(self.optimizer, lr)
-        train_loss, train_acc = self._train_one_epoch()
+        train_loss, train_acc = self._train_one_epoch(batch_size)
         val_loss, val_acc = evaluate(
-            self.model, self.val_split, self.normalize, self.config.eval_batch_size
+            self.model, self.val_split, self.normalize, config.eval_batch_size
         )
         self.epoch += 1
-        return {
+        metrics: EpochMetrics = {
             m.EPOCH: self.epoch,
             m.TRAIN_LOSS: train_loss,
             m.TRAIN_ACC: train_acc,
             m.VAL_LOSS: val_loss,
             m.VAL_ACC: val_acc,
             m.LR: lr,
-            m.BATCH_SIZE: self.config.batch_size,
+            m.BATCH_SIZE: batch_size,
         }
+        self._after_epoch(metrics)
+        metrics[m.EARLY_STOPPED] = self.stopped_early
+        return metrics
 
-    def _train_one_epoch(self) -> tuple[float, float]:
+    def _after_epoch(self, metrics: EpochMetrics) -> None:
+        """Plateau decays and early stopping: decisions taken on this epoch's metrics."""
+        schedule = self.config.lr_schedule
+        if schedule.name == "plateau" and self.plateau.update(metrics[schedule.plateau_metric]):
+            self.plateau_decays += 1
+            self.plateau.bad_epochs = 0
+        if self.early_stop is not None and self.config.early_stopping is not None:
+            self.stopped_early = self.early_stop.update(metrics[self.config.early_stopping.metric])
+
+    def _train_one_epoch(self, batch_size: int) -> tuple[float, float]:
         """One pass over the train split; returns the mean data loss and the accuracy."""
         self.model.train()
         images, labels = self.train_split.images, self.train_split.labels
         order = self._batch_order(len(labels))
+        self.augment.generator.manual_seed(self._epoch_seed(salt=1))
         loss_sum, correct, seen = 0.0, 0, 0
-        for batch in _batches(order, self.config.batch_size):
-            x, y = self.normalize(images[batch]), labels[batch]
+        for batch in _batches(order, batch_size):
+            x = self.normalize.standardize(self.augment(self.normalize.to_unit(images[batch])))
+            y = labels[batch]
             logits = self.model(x)
             data_loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
             loss = data_loss
@@ -108,9 +192,13 @@ class Trainer:
             seen += len(y)
         return loss_sum / seen, correct / seen
 
+    def _epoch_seed(self, salt: int = 0) -> int:
+        # Seeded by (seed, epoch) so a restored trial shuffles and augments exactly as an
+        # unbroken one would.
+        return self.config.seed * 100_003 + self.epoch * 7 + salt
+
     def _batch_order(self, n: int) -> torch.Tensor:
-        # Seeded by (seed, epoch) so a restored trial shuffles exactly as an unbroken one.
-        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch)
+        generator = torch.Generator().manual_seed(self._epoch_seed())
         return torch.randperm(n, generator=generator).to(self.device)
 
     def state_dict(self) -> dict[str, Any]:
@@ -122,6 +210,9 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "plateau": {**asdict(self.plateau), "decays": self.plateau_decays},
+            "early_stop": asdict(self.early_stop) if self.early_stop else None,
+            "stopped_early": self.stopped_early,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -131,6 +222,13 @@ class Trainer:
         apply_optimizer_settings(self.optimizer, self.config.optimizer)
         self.epoch = int(state["epoch"])
         torch.set_rng_state(state["torch_rng"])
+        plateau = dict(state["plateau"])
+        self.plateau_decays = int(plateau.pop("decays"))
+        self.plateau.best, self.plateau.bad_epochs = plateau["best"], plateau["bad_epochs"]
+        if self.early_stop is not None and state.get("early_stop"):
+            self.early_stop.best = state["early_stop"]["best"]
+            self.early_stop.bad_epochs = state["early_stop"]["bad_epochs"]
+        self.stopped_early = bool(state["stopped_early"])
 
 
 def evaluate(
@@ -155,11 +253,12 @@ def fit(
     data: TuningData,
     device: torch.device | None = None,
     on_epoch_end: Callable[[EpochMetrics], None] | None = None,
+    pretrained: Mapping[str, StateDict | None] | None = None,
 ) -> Trainer:
     """Train `config` to the end without Ray; returns the trainer (model, state)."""
-    trainer = Trainer(config, data, device)
+    trainer = Trainer(config, data, device, pretrained)
     for metrics in trainer.epochs():
-        if not all(math.isfinite(v) for v in metrics.values()):
+        if not all(math.isfinite(v) for k, v in metrics.items() if k != m.EARLY_STOPPED):
             logger.warning("epoch %d: non-finite metrics %s", trainer.epoch, metrics)
         if on_epoch_end is not None:
             on_epoch_end(metrics)
@@ -167,11 +266,22 @@ def fit(
 
 
 def model_from_state(state: dict[str, Any], device: torch.device | None = None) -> nn.Module:
-    """Rebuild the trained model stored in a checkpoint state, in eval mode."""
+    """Rebuild the trained model stored in a checkpoint state, in eval mode.
+
+    The checkpoint holds every weight, pretrained backbones included, so nothing else
+    is loaded.
+    """
     config = TrainConfig.model_validate(state["config"])
-    model = build_model(config.model, DatasetInfo.from_dict(state["data_info"]))
+    model = build_model(config.model, DatasetInfo.from_dict(state["data_info"]), pretrained=None)
     model.load_state_dict(state["model"])
     return model.to(device or torch.device("cpu")).eval()
+
+
+def normalizer_from_state(state: dict[str, Any], device: torch.device | None = None) -> Normalizer:
+    """The input normalization the checkpointed model was trained with."""
+    config = TrainConfig.model_validate(state["config"])
+    info = DatasetInfo.from_dict(state["data_info"])
+    return Normalizer.for_model(config.model, info, device or torch.device("cpu"))
 
 
 def pick_device(gpus_assigned: float) -> torch.device:
@@ -179,6 +289,15 @@ def pick_device(gpus_assigned: float) -> torch.device:
     if gpus_assigned > 0 and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def _pretrained_weights(
+    config: ModelConfig, pretrained: Mapping[str, StateDict | None]
+) -> StateDict | None:
+    if not isinstance(config, TransferConfig):
+        return None
+    key = pretrained_key(config)
+    return pretrained[key] if key in pretrained else load_pretrained(config)
 
 
 def _to_device(split: ImageSplit, device: torch.device) -> ImageSplit:

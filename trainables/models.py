@@ -5,16 +5,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables.config import ModelConfig
+from trainables.config import CNNConfig, ModelConfig, ResNet18Config, TransferConfig
 from trainables.data import DatasetInfo
+from trainables.transfer import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    StateDict,
+    build_transfer_model,
+)
 
 _MAX_CHANNELS = 1024
 
 
-def build_model(config: ModelConfig, info: DatasetInfo) -> nn.Module:
-    """Build `config.name` for inputs of `info.input_shape` and `info.num_classes` outputs."""
+def build_model(
+    config: ModelConfig, info: DatasetInfo, pretrained: StateDict | None = None
+) -> nn.Module:
+    """Build `config` for inputs of `info.input_shape` and `info.num_classes` outputs.
+
+    `pretrained` is the backbone state dict of a transfer model (see trainables.transfer).
+    """
     in_channels, height, width = info.input_shape
-    if config.name == "cnn":
+    if isinstance(config, CNNConfig):
         return ConvNet(
             in_channels=in_channels,
             image_size=min(height, width),
@@ -24,7 +35,24 @@ def build_model(config: ModelConfig, info: DatasetInfo) -> nn.Module:
             batch_norm=config.batch_norm,
             dropout=config.dropout,
         )
-    return resnet18_for_small_inputs(in_channels, info.num_classes, config.dropout)
+    if isinstance(config, ResNet18Config):
+        return resnet18_for_small_inputs(in_channels, info.num_classes, config.dropout)
+    return build_transfer_model(config, info.num_classes, pretrained)
+
+
+def input_stats(
+    config: ModelConfig, info: DatasetInfo
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) to standardize inputs with, for pixels scaled to [0, 1].
+
+    Models trained here use the train split's statistics; a pretrained backbone expects
+    the ImageNet normalization it was trained with (averaged over RGB for grey images).
+    """
+    if isinstance(config, TransferConfig) and config.weights != "none":
+        if info.input_shape[0] == 1:
+            return (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+        return IMAGENET_MEAN, IMAGENET_STD
+    return info.mean, info.std
 
 
 class ConvNet(nn.Module):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,11 +12,13 @@ from trainables.config import (
     AdagradConfig,
     AdamConfig,
     AdamWConfig,
+    BatchGrowthConfig,
     LRScheduleConfig,
     OptimizerConfig,
     RMSpropConfig,
     SGDConfig,
 )
+from trainables.transfer import TransferNet
 
 
 def decayed_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -27,12 +30,33 @@ def decayed_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
 
 
-def build_optimizer(config: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Build the optimizer with two groups: weights (decayed) and the rest (not decayed)."""
-    decayed = decayed_parameters(model)
-    decayed_ids = {id(p) for p in decayed}
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in decayed_ids]
-    groups = [{"params": decayed, "decay": True}, {"params": rest, "decay": False}]
+def parameter_groups(model: nn.Module, backbone_lr_factor: float = 1.0) -> list[dict[str, Any]]:
+    """Trainable parameters split by (decayed or not) x (head or pretrained backbone).
+
+    Each group carries `decay` and `lr_factor` (its lr = scheduled lr x lr_factor);
+    frozen parameters are left out. Empty groups are dropped.
+    """
+    decayed_ids = {id(p) for p in decayed_parameters(model)}
+    backbone_ids = (
+        {id(p) for p in model.backbone.parameters()} if isinstance(model, TransferNet) else set()
+    )
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for parameter in model.parameters():
+        if not parameter.requires_grad:
+            continue
+        factor = backbone_lr_factor if id(parameter) in backbone_ids else 1.0
+        groups.setdefault((id(parameter) in decayed_ids, factor), []).append(parameter)
+    return [
+        {"params": params, "decay": decay, "lr_factor": factor}
+        for (decay, factor), params in sorted(groups.items(), reverse=True)
+    ]
+
+
+def build_optimizer(
+    config: OptimizerConfig, model: nn.Module, backbone_lr_factor: float = 1.0
+) -> torch.optim.Optimizer:
+    """Build the optimizer over `parameter_groups(model)`; weights decay, the rest not."""
+    groups = parameter_groups(model, backbone_lr_factor)
     optimizer: torch.optim.Optimizer
     if isinstance(config, SGDConfig):
         optimizer = torch.optim.SGD(groups, lr=config.lr)
@@ -73,15 +97,23 @@ def apply_optimizer_settings(optimizer: torch.optim.Optimizer, config: Optimizer
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Give each param group `lr` x its `lr_factor` (backbone groups learn slower)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_factor", 1.0)
 
 
-def lr_at(schedule: LRScheduleConfig, base_lr: float, epoch: int, total_epochs: int) -> float:
-    """The learning rate for 0-based `epoch`.
+def lr_at(
+    schedule: LRScheduleConfig,
+    base_lr: float,
+    epoch: int,
+    total_epochs: int,
+    plateau_decays: int = 0,
+) -> float:
+    """The learning rate for 0-based `epoch` (`plateau_decays`: decays so far, plateau only).
 
     A pure function of the epoch rather than a stateful torch scheduler: a PBT-mutated
-    base lr then takes effect at once, and a restored trial needs no scheduler state.
+    base lr then takes effect at once, and a restored trial needs no scheduler state
+    beyond the plateau count.
     """
     if epoch < schedule.warmup_epochs:
         start = schedule.warmup_start_factor
@@ -95,11 +127,30 @@ def lr_at(schedule: LRScheduleConfig, base_lr: float, epoch: int, total_epochs: 
         factor = schedule.gamma ** (e // schedule.step_epochs)
     elif schedule.name == "multistep":
         factor = schedule.gamma ** sum(1 for m in schedule.milestones if m <= epoch)
+    elif schedule.name == "plateau":
+        factor = schedule.gamma**plateau_decays
     else:  # cosine, from 1 at the end of warmup to min_factor at the last epoch
         span = max(1, total_epochs - schedule.warmup_epochs - 1)
         cosine = 0.5 * (1.0 + math.cos(math.pi * min(e, span) / span))
         factor = schedule.min_factor + (1.0 - schedule.min_factor) * cosine
     return base_lr * factor
+
+
+def batch_size_at(batch_size: int, growth: BatchGrowthConfig | None, epoch: int) -> int:
+    """The batch size in effect at 0-based `epoch` under progressive growth."""
+    if growth is None:
+        return batch_size
+    return min(growth.max_batch_size, batch_size * growth.factor ** (epoch // growth.every_epochs))
+
+
+def batch_lr_multiplier(
+    batch_size: int, base_batch_size: int, growth: BatchGrowthConfig | None
+) -> float:
+    """How the lr follows a grown batch: x1 (none), x b/b0 (linear), x sqrt(b/b0) (sqrt)."""
+    if growth is None or growth.lr_scaling == "none":
+        return 1.0
+    ratio = batch_size / base_batch_size
+    return ratio if growth.lr_scaling == "linear" else math.sqrt(ratio)
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:

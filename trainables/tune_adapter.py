@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 
 import ray
@@ -19,16 +20,23 @@ from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import TrainConfig
 from trainables.data import TuningData
 from trainables.loop import Trainer, pick_device
+from trainables.transfer import StateDict
 
 
-def train_trial(config: dict[str, Any], data: TuningData, checkpoint_every: int = 1) -> None:
-    """Tune entry point; `data` arrives from the object store via `tune.with_parameters`."""
+def train_trial(
+    config: dict[str, Any],
+    data: TuningData,
+    checkpoint_every: int = 1,
+    pretrained: Mapping[str, StateDict | None] | None = None,
+) -> None:
+    """Tune entry point. `data` and the `pretrained` backbone weights arrive from the
+    object store via `tune.with_parameters`: loaded once by the driver, never per trial."""
     # Ray logs one INFO line per persisted checkpoint from every trial process.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     train_config = TrainConfig.model_validate(config)
     assigned = ray.get_runtime_context().get_assigned_resources()
     torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
-    trainer = Trainer(train_config, data, pick_device(assigned.get("GPU", 0.0)))
+    trainer = Trainer(train_config, data, pick_device(assigned.get("GPU", 0.0)), pretrained)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -36,8 +44,7 @@ def train_trial(config: dict[str, Any], data: TuningData, checkpoint_every: int 
             trainer.load_state_dict(load_checkpoint(directory))
 
     for metrics in trainer.epochs():
-        last = trainer.epoch == train_config.epochs
-        if trainer.epoch % checkpoint_every == 0 or last:
+        if trainer.epoch % checkpoint_every == 0 or trainer.finished:
             with tempfile.TemporaryDirectory() as directory:
                 save_checkpoint(trainer.state_dict(), directory)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from trainables.data import DataError
+from trainables.transfer import WeightsError
 from tuning.errors import ConfigError, SweepInterrupted
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return int(args.handler(args) or EXIT_OK)
-    except (ConfigError, DataError) as error:
+    except (ConfigError, DataError, WeightsError) as error:
         messages = getattr(error, "messages", [str(error)])
         print("cnn-tune: invalid input:", file=sys.stderr)
         for message in messages:

@@ -119,6 +119,7 @@ def load_experiment(source: str, overrides: list[str] | None = None) -> Experime
 
 
 def validate_experiment(raw: dict[str, Any]) -> Experiment:
+    raw = _early_stopping_watches_the_metric(raw)
     try:
         experiment = Experiment.model_validate(raw)
     except ValidationError as error:
@@ -131,6 +132,18 @@ def validate_experiment(raw: dict[str, Any]) -> Experiment:
     return experiment
 
 
+def _early_stopping_watches_the_metric(raw: dict[str, Any]) -> dict[str, Any]:
+    """`train.early_stopping` without a metric watches the experiment's metric."""
+    train = raw.get("train")
+    if not isinstance(train, dict):
+        return raw
+    stopping = train.get("early_stopping")
+    if not isinstance(stopping, dict) or "metric" in stopping:
+        return raw
+    metric = raw.get("metric", "val_acc")
+    return {**raw, "train": {**train, "early_stopping": {**stopping, "metric": metric}}}
+
+
 def _cross_errors(experiment: Experiment) -> list[str]:
     """Checks that span sections: metric vs mode, searcher vs space, scheduler vs the rest."""
     errors = []
@@ -141,6 +154,16 @@ def _cross_errors(experiment: Experiment) -> list[str]:
             f"trial; {experiment.metric} is better "
             f"when {'higher' if better == 'max' else 'lower'}: "
             f"set mode: {better} or leave mode out"
+        )
+    stopping = experiment.train.get("early_stopping")
+    if (
+        isinstance(stopping, dict)
+        and stopping.get("metric", experiment.metric) != experiment.metric
+    ):
+        errors.append(
+            f"train.early_stopping.metric={stopping['metric']!r} differs from "
+            f"metric={experiment.metric!r}; early stopping watches the metric the sweep "
+            "optimizes: drop train.early_stopping.metric"
         )
     algorithm, train = experiment.search.algorithm, experiment.train
     if algorithm == "hyperopt" and space.has_domain(train, ("grid",)):

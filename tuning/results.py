@@ -14,14 +14,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
 from ray import tune
 
 from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint
 from trainables.config import TrainConfig
-from trainables.data import DatasetInfo, ImageSplit
-from trainables.loop import Normalizer, evaluate, model_from_state
+from trainables.data import ImageSplit
+from trainables.loop import evaluate, model_from_state, normalizer_from_state
 from tuning import space
 from tuning.experiment import Experiment
 
@@ -62,6 +61,7 @@ def summarize(
         "num_trials": len(trials),
         "num_errored": sum(t["status"] == "error" for t in trials),
         "num_stopped_early": sum(t["status"] == "stopped_early" for t in trials),
+        "num_early_stopped": sum(t["status"] == "early_stopped" for t in trials),
         "best": {
             "trial_id": best_record["trial_id"],
             "config": TrainConfig.model_validate(best.config).model_dump(mode="json"),
@@ -79,8 +79,7 @@ def summarize(
 
 def _evaluate_state(state: dict[str, Any], test: ImageSplit) -> tuple[float, float]:
     """The single evaluation of the test split in a sweep."""
-    model = model_from_state(state)
-    normalize = Normalizer(DatasetInfo.from_dict(state["data_info"]), torch.device("cpu"))
+    model, normalize = model_from_state(state), normalizer_from_state(state)
     logger.info("evaluating the best checkpoint on %d held-out test examples", len(test))
     return evaluate(model, test, normalize, batch_size=1024)
 
@@ -101,7 +100,9 @@ def _trial_record(
     planned = TrainConfig.model_validate(result.config).epochs if result.config else epochs
     if result.error is not None:
         status = "error"
-    elif epochs < planned:
+    elif (result.metrics or {}).get(m.EARLY_STOPPED):
+        status = "early_stopped"  # the trial's own patience ran out
+    elif epochs < planned:  # the scheduler (ASHA, ...) stopped it
         status = "stopped_early"
     else:
         status = "completed"
@@ -134,7 +135,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
     lines = [
         f"Sweep {summary['experiment']!r}: {summary['num_trials']} trials, "
-        f"{summary['num_stopped_early']} stopped early, {summary['num_errored']} errored, "
+        f"{summary['num_stopped_early']} stopped early by the scheduler, "
+        f"{summary['num_early_stopped']} by their own early stopping, "
+        f"{summary['num_errored']} errored, "
         f"{summary['wall_seconds']:.0f} s",
         f"Best trial {best['trial_id']}: {metric}={best[metric]:.4f} at epoch {best['best_epoch']} "
         f"of {best['epochs']}",

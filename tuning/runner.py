@@ -21,7 +21,9 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from schedulers import build_scheduler
+from trainables.config import TrainConfig, TransferConfig
 from trainables.data import Splits, TuningData, load_splits
+from trainables.transfer import StateDict, load_pretrained, pretrained_key
 from trainables.tune_adapter import train_trial
 from tuning import space
 from tuning.errors import ConfigError, SweepInterrupted
@@ -58,6 +60,7 @@ def run_sweep(
     name = name or f"{experiment.name}-{datetime.now():%Y%m%d-%H%M%S}"
     experiment_dir = _new_experiment_dir(storage, name)
     splits = load_splits(experiment.dataset)
+    pretrained = _pretrained_backbones(experiment)  # bad weights fail here, before Ray starts
     _check_gpus_exist(experiment, address)
     experiment_dir.mkdir(parents=True, exist_ok=True)
     (experiment_dir / EXPERIMENT_FILE).write_text(
@@ -65,7 +68,7 @@ def run_sweep(
     )
     connect(address)
     tuner = tune.Tuner(
-        _trainable(experiment, splits.tuning),
+        _trainable(experiment, splits.tuning, pretrained),
         param_space=experiment.param_space(),
         tune_config=_tune_config(experiment),
         run_config=_run_config(experiment, experiment_dir, callbacks or []),
@@ -85,10 +88,11 @@ def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepO
         )
     experiment = validate_experiment(read_yaml_mapping(config_file))
     splits = load_splits(experiment.dataset)
+    pretrained = _pretrained_backbones(experiment)
     connect(address)
     tuner = tune.Tuner.restore(
         str(experiment_dir),
-        trainable=_trainable(experiment, splits.tuning),
+        trainable=_trainable(experiment, splits.tuning, pretrained),
         resume_unfinished=True,
         resume_errored=True,
     )
@@ -132,13 +136,28 @@ def _raise_if_unfinished(experiment: Experiment, experiment_dir: Path) -> None:
         )
 
 
-def _trainable(experiment: Experiment, data: TuningData) -> Any:
+def _trainable(
+    experiment: Experiment, data: TuningData, pretrained: dict[str, StateDict | None]
+) -> Any:
     with_data = tune.with_parameters(
-        train_trial, data=data, checkpoint_every=experiment.checkpoint.every_epochs
+        train_trial,
+        data=data,
+        checkpoint_every=experiment.checkpoint.every_epochs,
+        pretrained=pretrained,
     )
     return tune.with_resources(
         with_data, {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu}
     )
+
+
+def _pretrained_backbones(experiment: Experiment) -> dict[str, StateDict | None]:
+    """Every backbone's weights the space can pick, loaded once here in the driver."""
+    weights: dict[str, StateDict | None] = {}
+    for candidate in space.representatives(experiment.train):
+        model = TrainConfig.model_validate(candidate).model
+        if isinstance(model, TransferConfig) and pretrained_key(model) not in weights:
+            weights[pretrained_key(model)] = load_pretrained(model)
+    return weights
 
 
 def _tune_config(experiment: Experiment) -> tune.TuneConfig:

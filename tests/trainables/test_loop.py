@@ -27,7 +27,7 @@ def run(config: TrainConfig, data) -> list[dict[str, float]]:
 def test_fit_reports_every_epoch_metric_each_epoch(digits_splits):
     history = run(TrainConfig.model_validate(FAST), digits_splits.tuning)
     assert [h[m.EPOCH] for h in history] == [1, 2, 3, 4]
-    assert all(set(h) == set(m.EPOCH_METRICS) for h in history)
+    assert all(set(h) == {*m.EPOCH_METRICS, m.EARLY_STOPPED} for h in history)
     assert all(0.0 <= h[m.VAL_ACC] <= 1.0 and h[m.BATCH_SIZE] == 64 for h in history)
 
 

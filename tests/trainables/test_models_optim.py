@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trainables.config import LRScheduleConfig, ModelConfig, TrainConfig
+from trainables.config import CNNConfig, LRScheduleConfig, ResNet18Config, TrainConfig
 from trainables.data import DatasetInfo
 from trainables.loop import fit
 from trainables.models import build_model
@@ -20,22 +20,22 @@ def info(shape: tuple[int, int, int], classes: int = 10) -> DatasetInfo:
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (1, 28, 28), (3, 5, 7)])
-@pytest.mark.parametrize("name", ["cnn", "resnet18"])
-def test_build_model_fits_any_input_shape(name, shape):
-    model = build_model(ModelConfig(name=name, depth=4), info(shape, classes=7)).eval()
+@pytest.mark.parametrize("config", [CNNConfig(depth=4), ResNet18Config(name="resnet18")])
+def test_build_model_fits_any_input_shape(config, shape):
+    model = build_model(config, info(shape, classes=7)).eval()
     assert model(torch.zeros(2, *shape)).shape == (2, 7)
 
 
 @pytest.mark.parametrize(("depth", "width"), [(1, 8), (3, 16)])
 def test_cnn_head_width_follows_depth_and_width(depth, width):
-    model = build_model(ModelConfig(depth=depth, width=width), info((1, 8, 8)))
+    model = build_model(CNNConfig(depth=depth, width=width), info((1, 8, 8)))
     convs = [layer for layer in model.features if isinstance(layer, torch.nn.Conv2d)]
     assert len(convs) == depth
     assert model.head[-1].in_features == width * 2 ** (depth - 1)
 
 
 def test_dropout_changes_training_outputs_but_not_eval_outputs():
-    model = build_model(ModelConfig(depth=1, width=16, dropout=0.5), info((1, 8, 8)))
+    model = build_model(CNNConfig(depth=1, width=16, dropout=0.5), info((1, 8, 8)))
     x = torch.randn(8, 1, 8, 8)
     model.train()
     assert not torch.equal(model(x), model(x))
@@ -54,7 +54,7 @@ def test_dropout_changes_training_outputs_but_not_eval_outputs():
     ],
 )
 def test_build_optimizer_by_name_decays_only_weight_tensors(optimizer, torch_class):
-    model = build_model(ModelConfig(depth=2, width=8), info((1, 8, 8)))
+    model = build_model(CNNConfig(depth=2, width=8), info((1, 8, 8)))
     config = TrainConfig.model_validate({"optimizer": {"name": optimizer, "weight_decay": 0.01}})
     built = build_optimizer(config.optimizer, model)
     assert type(built) is torch_class
