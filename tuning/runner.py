@@ -18,7 +18,7 @@ from typing import Any
 import ray
 import torch
 from ray import tune
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.logger import CSVLoggerCallback
 
 from schedulers import build_scheduler
 from trainables.config import TrainConfig, TransferConfig
@@ -200,9 +200,11 @@ def _run_config(
             checkpoint_score_order=experiment.resolved_mode,
         ),
         failure_config=tune.FailureConfig(max_failures=experiment.max_failures),
+        # No JsonLoggerCallback: when PBT restarts a trial it copies result.json back from
+        # storage and drops the rows written since the last sync (Ray 2.60). progress.csv
+        # keeps every row, and Tune reads it when there is no result.json.
         callbacks=[
-            CSVLoggerCallback(),  # progress.csv
-            JsonLoggerCallback(),  # result.json, params.json
+            CSVLoggerCallback(),  # progress.csv: one row per reported epoch
             TensorBoardLogger(
                 experiment.metric, experiment.resolved_mode, space.tuned_paths(experiment.train)
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import ipaddress
 import json
 import os
@@ -50,10 +51,11 @@ def finished_trials(experiment_dir: Path) -> dict[str, int]:
     the last row's epoch says whether it finished.
     """
     done = {}
-    for result in experiment_dir.glob("trial_*/result.json"):
-        rows = result.read_text().splitlines()
-        if rows and json.loads(rows[-1])["epoch"] == EPOCHS:
-            done[result.parent.name] = len(rows)
+    for progress in experiment_dir.glob("trial_*/progress.csv"):
+        with progress.open() as f:
+            rows = list(csv.DictReader(f))
+        if rows and int(rows[-1]["epoch"]) == EPOCHS:
+            done[progress.parent.name] = len(rows)
     return done
 
 
