@@ -29,17 +29,29 @@ class ASHASettings(_Settings):
     brackets: int = Field(1, ge=1, le=10)
 
 
-class PBTSettings(_Settings):
-    """Population based training: exploit the top trials' checkpoints and mutate their config."""
+class HyperBandSettings(_Settings):
+    """Synchronous HyperBand: brackets of successive halving, pausing trials at each rung."""
 
-    name: Literal["pbt"]
+    name: Literal["hyperband"]
+    max_t: int | None = Field(
+        None, ge=1, description="epochs a trial may reach; default train.epochs"
+    )
+    reduction_factor: float = Field(3.0, gt=1.0, le=100.0)
+
+
+class MedianStoppingSettings(_Settings):
+    """Stop a trial whose best result is below the median of the others' running averages."""
+
+    name: Literal["median"]
+    grace_period: int = Field(1, ge=1, description="epochs before a trial can be stopped")
+    min_samples_required: int = Field(3, ge=1, description="trials to compare against")
+
+
+class _PopulationSettings(_Settings):
     perturbation_interval: int = Field(
-        2,
-        ge=1,
-        description="epochs between exploit/explore steps; a multiple of checkpoint.every_epochs",
+        2, ge=1, description="epochs between exploits; a multiple of checkpoint.every_epochs"
     )
     quantile_fraction: float = Field(0.25, gt=0.0, le=0.5, description="share cloned / replaced")
-    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
     mutate: list[str] = Field(
         min_length=1,
         description="dotted train-config paths of tuned parameters to mutate, e.g. optimizer.lr",
@@ -47,6 +59,25 @@ class PBTSettings(_Settings):
     synch: bool = False
 
 
+class PBTSettings(_PopulationSettings):
+    """Population based training: exploit the top trials' checkpoints and mutate their config."""
+
+    name: Literal["pbt"]
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+
+
+class PB2Settings(_PopulationSettings):
+    """PB2: PBT whose explore step picks new values with a Gaussian-process bandit."""
+
+    name: Literal["pb2"]
+
+
 SchedulerSettings = Annotated[
-    FIFOSettings | ASHASettings | PBTSettings, Field(discriminator="name")
+    FIFOSettings
+    | ASHASettings
+    | HyperBandSettings
+    | MedianStoppingSettings
+    | PBTSettings
+    | PB2Settings,
+    Field(discriminator="name"),
 ]

@@ -125,10 +125,17 @@ class Trainer:
         )
         self.epoch = 0  # epochs completed
         self.stopped_early = False
+        self.diverged = False
+        # Set by the caller (the Tune adapter: the trial id). A checkpoint written under
+        # another run id and loaded here is a PBT exploit. `lineage` keeps every exploit
+        # event this run or the runs it cloned went through, so the union over a
+        # population's final checkpoints is the population's whole history.
+        self.run_id: str | None = None
+        self.lineage: list[dict[str, Any]] = []
 
     @property
     def finished(self) -> bool:
-        return self.stopped_early or self.epoch >= self.config.epochs
+        return self.stopped_early or self.diverged or self.epoch >= self.config.epochs
 
     def epochs(self) -> Iterator[EpochMetrics]:
         """Train until `config.epochs` or early stopping, yielding each epoch's metrics."""
@@ -157,17 +164,24 @@ class Trainer:
             m.BATCH_SIZE: batch_size,
         }
         self._after_epoch(metrics)
-        metrics[m.EARLY_STOPPED] = self.stopped_early
         return metrics
 
     def _after_epoch(self, metrics: EpochMetrics) -> None:
-        """Plateau decays and early stopping: decisions taken on this epoch's metrics."""
+        """Divergence, plateau decays and early stopping: decided on this epoch's metrics."""
+        self.diverged = not all(math.isfinite(metrics[k]) for k in (m.TRAIN_LOSS, m.VAL_LOSS))
+        metrics[m.DIVERGED] = self.diverged
+        metrics[m.EARLY_STOPPED] = self.stopped_early
+        if self.diverged:
+            logger.warning("epoch %d diverged: %s", self.epoch, metrics)
+            metrics.update(m.WORST)
+            return
         schedule = self.config.lr_schedule
         if schedule.name == "plateau" and self.plateau.update(metrics[schedule.plateau_metric]):
             self.plateau_decays += 1
             self.plateau.bad_epochs = 0
         if self.early_stop is not None and self.config.early_stopping is not None:
             self.stopped_early = self.early_stop.update(metrics[self.config.early_stopping.metric])
+            metrics[m.EARLY_STOPPED] = self.stopped_early
 
     def _train_one_epoch(self, batch_size: int) -> tuple[float, float]:
         """One pass over the train split; returns the mean data loss and the accuracy."""
@@ -184,10 +198,13 @@ class Trainer:
             loss = data_loss
             if self.config.l1 > 0:
                 loss = loss + self.config.l1 * l1_penalty(self.model)
+            batch_loss = data_loss.item()
+            if not math.isfinite(batch_loss):  # diverged: stop the epoch, report it
+                return batch_loss, correct / max(1, seen)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            loss_sum += data_loss.item() * len(y)
+            loss_sum += batch_loss * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         return loss_sum / seen, correct / seen
@@ -213,6 +230,8 @@ class Trainer:
             "plateau": {**asdict(self.plateau), "decays": self.plateau_decays},
             "early_stop": asdict(self.early_stop) if self.early_stop else None,
             "stopped_early": self.stopped_early,
+            "run_id": self.run_id,
+            "lineage": self.lineage,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -229,6 +248,11 @@ class Trainer:
             self.early_stop.best = state["early_stop"]["best"]
             self.early_stop.bad_epochs = state["early_stop"]["bad_epochs"]
         self.stopped_early = bool(state["stopped_early"])
+        events = list(state.get("lineage", []))
+        donor = state.get("run_id")
+        if donor is not None and self.run_id is not None and donor != self.run_id:
+            events.append(_exploit_record(self.run_id, donor, state, self.config))
+        self.lineage = merge_lineage(self.lineage, events)
 
 
 def evaluate(
@@ -258,8 +282,6 @@ def fit(
     """Train `config` to the end without Ray; returns the trainer (model, state)."""
     trainer = Trainer(config, data, device, pretrained)
     for metrics in trainer.epochs():
-        if not all(math.isfinite(v) for k, v in metrics.items() if k != m.EARLY_STOPPED):
-            logger.warning("epoch %d: non-finite metrics %s", trainer.epoch, metrics)
         if on_epoch_end is not None:
             on_epoch_end(metrics)
     return trainer
@@ -289,6 +311,36 @@ def pick_device(gpus_assigned: float) -> torch.device:
     if gpus_assigned > 0 and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def _exploit_record(
+    run_id: str, donor: str, state: dict[str, Any], config: TrainConfig
+) -> dict[str, Any]:
+    """What a PBT exploit did: who took whose weights, at which epoch, with which new values."""
+    before = _flatten(state["config"])
+    after = _flatten(config.model_dump(mode="json"))
+    return {
+        "trial_id": run_id,
+        "donor": donor,
+        "epoch": int(state["epoch"]),
+        "new_values": {k: v for k, v in after.items() if before.get(k) != v},
+    }
+
+
+def merge_lineage(*event_lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Union of exploit events, each once, in (epoch, trial) order."""
+    events = {(e["trial_id"], e["donor"], e["epoch"]): e for events in event_lists for e in events}
+    return sorted(events.values(), key=lambda e: (e["epoch"], e["trial_id"]))
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _pretrained_weights(

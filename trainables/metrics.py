@@ -15,6 +15,11 @@ EPOCH_METRICS = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, LR, BATCH_SIZE, EPOCH
 # Reported with every epoch too: true on the epoch after which the trial's own early
 # stopping (train.early_stopping) ended it.
 EARLY_STOPPED = "early_stopped"
+# True on the epoch whose loss became NaN or infinite; that epoch reports the worst value
+# of every metric (accuracy 0, loss +inf) so no scheduler, searcher or PBT ranking can
+# mistake the trial for a good one, and the trial ends there.
+DIVERGED = "diverged"
+WORST = {TRAIN_LOSS: float("inf"), VAL_LOSS: float("inf"), TRAIN_ACC: 0.0, VAL_ACC: 0.0}
 
 # The metrics a sweep may optimize, and the direction that is better for each.
 OPTIMIZABLE: dict[str, str] = {VAL_ACC: "max", VAL_LOSS: "min", TRAIN_ACC: "max", TRAIN_LOSS: "min"}

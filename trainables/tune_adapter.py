@@ -37,6 +37,7 @@ def train_trial(
     assigned = ray.get_runtime_context().get_assigned_resources()
     torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
     trainer = Trainer(train_config, data, pick_device(assigned.get("GPU", 0.0)), pretrained)
+    trainer.run_id = tune.get_context().get_trial_id()
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

@@ -12,8 +12,15 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from schedulers import ASHASettings, SchedulerSettings, compatibility_errors
-from schedulers.build import pbt_mutations
+from schedulers import (
+    ASHASettings,
+    PB2Settings,
+    PBTSettings,
+    SchedulerSettings,
+    compatibility_errors,
+    pb2_errors,
+    pbt_mutations,
+)
 from trainables.config import StrictModel, TrainConfig
 from trainables.data import DataConfig
 from trainables.metrics import OPTIMIZABLE
@@ -189,11 +196,13 @@ def _cross_errors(experiment: Experiment) -> list[str]:
         checkpoints_kept=experiment.checkpoint.keep,
         max_epochs=experiment.max_epochs,
     )
-    if experiment.scheduler.name == "pbt":
+    if isinstance(experiment.scheduler, PBTSettings | PB2Settings):
         try:
             pbt_mutations(experiment.scheduler.mutate, experiment.param_space())
         except ValueError as error:
             errors.append(str(error))
+    if isinstance(experiment.scheduler, PB2Settings):
+        errors += pb2_errors(experiment.scheduler.mutate, experiment.param_space())
     return errors
 
 

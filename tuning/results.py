@@ -1,8 +1,8 @@
 """After the sweep: pick the best trial, test it once, and write summary.json.
 
-The best trial is the one whose *best epoch* scores best on the experiment metric
-(Ray's scope="all"), and the test split is evaluated on that trial's best kept
-checkpoint, so the tested model is the one that earned the validation score.
+The best trial is the one whose *best epoch* scores best on the experiment metric, among
+trials that neither diverged nor errored; the test split is evaluated on that trial's
+best kept checkpoint, so the tested model is the one that earned the validation score.
 The summary schema is defined here and nowhere else.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,19 @@ from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint
 from trainables.config import TrainConfig
 from trainables.data import ImageSplit
-from trainables.loop import evaluate, model_from_state, normalizer_from_state
+from trainables.loop import evaluate, merge_lineage, model_from_state, normalizer_from_state
 from tuning import space
 from tuning.experiment import Experiment
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
+STATUSES = ("completed", "stopped_early", "early_stopped", "diverged", "error")
+_ELIGIBLE = ("completed", "stopped_early", "early_stopped")  # may be the best trial
 
 
 class NoUsableTrialError(RuntimeError):
-    """Every trial failed or produced no finite metric."""
+    """Every trial failed, diverged or produced no finite metric."""
 
 
 def summarize(
@@ -39,29 +42,37 @@ def summarize(
     """Build the summary, evaluating the best checkpoint on `test` exactly once."""
     metric, mode = experiment.metric, experiment.resolved_mode
     tuned_paths = space.tuned_paths(experiment.train)
-    trials = [_trial_record(results[i], metric, mode, tuned_paths) for i in range(len(results))]
-    try:
-        best = results.get_best_result(metric, mode, scope="all", filter_nan_and_inf=True)
-    except RuntimeError as error:
+    by_id = {_trial_id(results[i]): results[i] for i in range(len(results))}
+    trials = [_trial_record(result, metric, mode, tuned_paths) for result in by_id.values()]
+    lineage: list[dict[str, Any]] = []
+    if experiment.scheduler.name in ("pbt", "pb2"):
+        lineage = merge_lineage(*(_lineage(result) for result in by_id.values()))
+        for record in trials:
+            record["lineage"] = [e for e in lineage if e["trial_id"] == record["trial_id"]]
+    best_record = _best_trial(trials, mode)
+    if best_record is None:
+        statuses = Counter(t["status"] for t in trials)
         raise NoUsableTrialError(
-            f"no trial reported a finite {metric}; {results.num_errors} of {len(results)} errored. "
-            "See the trial errors above."
-        ) from error
-    best_record = next(t for t in trials if t["trial_id"] == _trial_id(best))
+            f"no trial can be tested: of {len(trials)}, {dict(statuses)}; see the trial "
+            f"errors above, or widen the search space if every trial diverged"
+        )
+    best = by_id[best_record["trial_id"]]
     checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
     if checkpoint is None:
         raise NoUsableTrialError(f"trial {best_record['trial_id']} left no checkpoint to test")
     with checkpoint.as_directory() as directory:
         state = load_checkpoint(directory)
     test_loss, test_acc = _evaluate_state(state, test)
+    status_counts = Counter(t["status"] for t in trials)
     return {
         "experiment": experiment.name,
         "metric": metric,
         "mode": mode,
         "num_trials": len(trials),
-        "num_errored": sum(t["status"] == "error" for t in trials),
-        "num_stopped_early": sum(t["status"] == "stopped_early" for t in trials),
-        "num_early_stopped": sum(t["status"] == "early_stopped" for t in trials),
+        "num_errored": status_counts["error"],
+        "num_stopped_early": status_counts["stopped_early"],
+        "num_early_stopped": status_counts["early_stopped"],
+        "num_diverged": status_counts["diverged"],
         "best": {
             "trial_id": best_record["trial_id"],
             "config": TrainConfig.model_validate(best.config).model_dump(mode="json"),
@@ -72,8 +83,31 @@ def summarize(
             "path": best.path,
         },
         "test": {"accuracy": test_acc, "loss": test_loss, "num_examples": len(test)},
+        "compute": _compute(trials),
         "wall_seconds": round(wall_seconds, 2),
         "trials": trials,
+        "lineage": lineage,
+    }
+
+
+def _best_trial(trials: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+    eligible = [t for t in trials if t["status"] in _ELIGIBLE and t["best"] is not None]
+    if not eligible:
+        return None
+    pick = max if mode == "max" else min
+    return pick(eligible, key=lambda t: t["best"])
+
+
+def _compute(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Epochs spent against what FIFO would have spent on the same trials."""
+    spent = sum(t["epochs"] for t in trials)
+    fifo = sum(t["planned_epochs"] for t in trials)
+    stopped_at = Counter(t["epochs"] for t in trials if t["status"] == "stopped_early")
+    return {
+        "epochs": spent,
+        "fifo_epochs": fifo,
+        "fraction_of_fifo": round(spent / fifo, 4) if fifo else None,
+        "stopped_by_scheduler_at_epoch": {str(e): n for e, n in sorted(stopped_at.items())},
     }
 
 
@@ -88,33 +122,50 @@ def _trial_record(
     result: tune.Result, metric: str, mode: str, tuned_paths: list[str]
 ) -> dict[str, Any]:
     history = result.metrics_dataframe
-    epochs = int(result.metrics.get("training_iteration", 0)) if result.metrics else 0
+    last = result.metrics or {}
+    epochs = int(last.get("training_iteration", 0))
     best_value, best_epoch = None, None
-    if history is not None and metric in history:
-        finite = history[
-            history[metric].map(lambda v: isinstance(v, int | float) and math.isfinite(v))
-        ]
+    if history is not None and metric in history and not last.get(m.DIVERGED):
+        finite = history[history[metric].map(_is_finite)]
         if len(finite):
             row = finite.loc[finite[metric].idxmax() if mode == "max" else finite[metric].idxmin()]
             best_value, best_epoch = float(row[metric]), int(row[m.EPOCH])
     planned = TrainConfig.model_validate(result.config).epochs if result.config else epochs
-    if result.error is not None:
-        status = "error"
-    elif (result.metrics or {}).get(m.EARLY_STOPPED):
-        status = "early_stopped"  # the trial's own patience ran out
-    elif epochs < planned:  # the scheduler (ASHA, ...) stopped it
-        status = "stopped_early"
-    else:
-        status = "completed"
     return {
         "trial_id": _trial_id(result),
-        "status": status,
+        "status": _status(result, epochs, planned),
         "epochs": epochs,
+        "planned_epochs": planned,
         "best": best_value,
         "best_epoch": best_epoch,
         "tuned": space.tuned_values(result.config or {}, tuned_paths),
         "error": None if result.error is None else str(result.error).splitlines()[0][:300],
     }
+
+
+def _status(result: tune.Result, epochs: int, planned: int) -> str:
+    last = result.metrics or {}
+    if result.error is not None:
+        return "error"
+    if last.get(m.DIVERGED):
+        return "diverged"  # a loss became NaN or infinite; the trial ended itself
+    if last.get(m.EARLY_STOPPED):
+        return "early_stopped"  # the trial's own patience ran out
+    if epochs < planned:
+        return "stopped_early"  # the scheduler (ASHA, median, HyperBand) stopped it
+    return "completed"
+
+
+def _lineage(result: tune.Result) -> list[dict[str, Any]]:
+    """The PBT exploit events recorded in this trial's latest checkpoint."""
+    if result.checkpoint is None:
+        return []
+    with result.checkpoint.as_directory() as directory:
+        return list(load_checkpoint(directory).get("lineage", []))
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _trial_id(result: tune.Result) -> str:
@@ -129,7 +180,12 @@ def write_summary(summary: dict[str, Any], experiment_dir: Path) -> Path:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The closing lines the CLI prints."""
-    best, test, metric = summary["best"], summary["test"], summary["metric"]
+    best, test, metric, compute = (
+        summary["best"],
+        summary["test"],
+        summary["metric"],
+        summary["compute"],
+    )
     tuned: dict[str, Any] = next(
         (t["tuned"] for t in summary["trials"] if t["trial_id"] == best["trial_id"]), {}
     )
@@ -137,12 +193,16 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"Sweep {summary['experiment']!r}: {summary['num_trials']} trials, "
         f"{summary['num_stopped_early']} stopped early by the scheduler, "
         f"{summary['num_early_stopped']} by their own early stopping, "
-        f"{summary['num_errored']} errored, "
+        f"{summary['num_diverged']} diverged, {summary['num_errored']} errored, "
         f"{summary['wall_seconds']:.0f} s",
+        f"Compute: {compute['epochs']} epochs, {compute['fraction_of_fifo']:.0%} of the "
+        f"{compute['fifo_epochs']} a FIFO sweep of these trials would run",
         f"Best trial {best['trial_id']}: {metric}={best[metric]:.4f} at epoch {best['best_epoch']} "
         f"of {best['epochs']}",
     ]
     lines += [f"  {key} = {_fmt(value)}" for key, value in sorted(tuned.items())]
+    if summary["lineage"]:
+        lines.append(f"PBT exploits: {len(summary['lineage'])} (see lineage in summary.json)")
     lines.append(
         f"Test (held out, evaluated once): accuracy={test['accuracy']:.4f} "
         f"loss={test['loss']:.4f} on {test['num_examples']} examples"

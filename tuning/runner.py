@@ -21,6 +21,7 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback
 
 from schedulers import build_scheduler
+from trainables import metrics as m
 from trainables.config import TrainConfig, TransferConfig
 from trainables.data import Splits, TuningData, load_splits
 from trainables.transfer import StateDict, load_pretrained, pretrained_key
@@ -150,6 +151,21 @@ def _trainable(
     )
 
 
+class TrialEndedItself(tune.Stopper):
+    """Stops a trial on the epoch it reports diverged or early-stopped.
+
+    The trial's own loop ends there anyway, but Ray hands each result to the scheduler
+    before it notices; a Stopper decides first, so PBT never exploits into (or from) a
+    trial that just diverged, and the searcher gets that result as the trial's last.
+    """
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return bool(result.get(m.DIVERGED) or result.get(m.EARLY_STOPPED))
+
+    def stop_all(self) -> bool:
+        return False
+
+
 def _pretrained_backbones(experiment: Experiment) -> dict[str, StateDict | None]:
     """Every backbone's weights the space can pick, loaded once here in the driver."""
     weights: dict[str, StateDict | None] = {}
@@ -200,6 +216,7 @@ def _run_config(
             checkpoint_score_order=experiment.resolved_mode,
         ),
         failure_config=tune.FailureConfig(max_failures=experiment.max_failures),
+        stop=TrialEndedItself(),
         # No JsonLoggerCallback: when PBT restarts a trial it copies result.json back from
         # storage and drops the rows written since the last sync (Ray 2.60). progress.csv
         # keeps every row, and Tune reads it when there is no result.json.

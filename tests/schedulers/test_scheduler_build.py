@@ -5,10 +5,17 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    MedianStoppingRule,
+    PopulationBasedTraining,
+)
+from ray.tune.schedulers.pb2 import PB2
 
 from schedulers import SchedulerSettings, build_scheduler, compatibility_errors
-from schedulers.build import pbt_mutations
+from schedulers.build import clip_to_domains, pb2_errors, pbt_mutations
 
 settings_of = TypeAdapter(SchedulerSettings).validate_python
 SPACE = {
@@ -23,6 +30,9 @@ SPACE = {
         ({"name": "fifo"}, FIFOScheduler),
         ({"name": "asha", "grace_period": 2}, ASHAScheduler),
         ({"name": "pbt", "mutate": ["optimizer.lr"]}, PopulationBasedTraining),
+        ({"name": "hyperband", "reduction_factor": 3}, HyperBandScheduler),
+        ({"name": "median", "grace_period": 2}, MedianStoppingRule),
+        ({"name": "pb2", "mutate": ["optimizer.lr"]}, PB2),
     ],
 )
 def test_build_scheduler_returns_the_named_ray_scheduler(raw, scheduler_class):
@@ -101,3 +111,34 @@ def test_compatibility_errors_pbt_needs_enough_checkpoints_kept():
         "checkpoint.keep=2 is too few for PBT, which exploits other trials' recent checkpoints; "
         "set checkpoint.keep: 3 or more"
     ]
+
+
+def test_clip_to_domains_keeps_mutated_values_in_their_declared_range():
+    space = {
+        "optimizer": {"lr": tune.loguniform(1e-4, 1e-1)},
+        "model": {"dropout": tune.uniform(0.0, 0.5)},
+        "width": tune.randint(8, 65),
+    }
+    clip = clip_to_domains(pbt_mutations(["optimizer.lr", "model.dropout", "width"], space))
+    config = {"optimizer": {"lr": 0.5}, "model": {"dropout": -0.1}, "width": 70.4}
+    assert clip(config) == {"optimizer": {"lr": 0.1}, "model": {"dropout": 0.0}, "width": 64}
+    inside = {"optimizer": {"lr": 0.01}, "model": {"dropout": 0.2}, "width": 16}
+    assert clip(dict(inside)) == inside
+
+
+def test_pb2_needs_numeric_ranges_to_mutate():
+    assert pb2_errors(["optimizer.lr"], SPACE) == []
+    (error,) = pb2_errors(["batch_size"], SPACE)
+    assert "train.batch_size" in error and "scheduler.name: pbt" in error
+
+
+@pytest.mark.parametrize(
+    ("name", "searcher", "fragment"),
+    [("hyperband", "hyperopt", "scheduler.name: asha"), ("pb2", "hyperopt", "random or grid")],
+)
+def test_unsupported_pairs_say_what_to_use_instead(name, searcher, fragment):
+    raw = {"name": name} if name == "hyperband" else {"name": name, "mutate": ["x"]}
+    errors = compatibility_errors(
+        settings_of(raw), searcher=searcher, checkpoint_every=1, checkpoints_kept=3, max_epochs=10
+    )
+    assert any(fragment in e for e in errors), errors

@@ -27,7 +27,7 @@ def run(config: TrainConfig, data) -> list[dict[str, float]]:
 def test_fit_reports_every_epoch_metric_each_epoch(digits_splits):
     history = run(TrainConfig.model_validate(FAST), digits_splits.tuning)
     assert [h[m.EPOCH] for h in history] == [1, 2, 3, 4]
-    assert all(set(h) == {*m.EPOCH_METRICS, m.EARLY_STOPPED} for h in history)
+    assert all(set(h) == {*m.EPOCH_METRICS, m.EARLY_STOPPED, m.DIVERGED} for h in history)
     assert all(0.0 <= h[m.VAL_ACC] <= 1.0 and h[m.BATCH_SIZE] == 64 for h in history)
 
 
@@ -119,3 +119,49 @@ def test_fit_on_cuda_learns_digits(digits_splits):
     )
     assert next(trainer.model.parameters()).is_cuda
     assert history[-1][m.VAL_ACC] > 0.9
+
+
+def test_loading_another_runs_state_records_an_exploit_in_the_lineage(digits_splits, tmp_path):
+    donor = Trainer(TrainConfig.model_validate({**FAST, "seed": 1}), digits_splits.tuning)
+    donor.run_id = "donor"
+    donor.run_epoch()
+    save_checkpoint(donor.state_dict(), tmp_path)
+    clone = Trainer(TrainConfig.model_validate({**FAST, "batch_size": 32}), digits_splits.tuning)
+    clone.run_id = "clone"
+
+    clone.load_state_dict(load_checkpoint(tmp_path))
+
+    assert clone.lineage == [
+        {
+            "trial_id": "clone",
+            "donor": "donor",
+            "epoch": 1,
+            "new_values": {"batch_size": 32, "seed": 0},
+        }
+    ]
+    assert clone.state_dict()["lineage"] == clone.lineage  # carried forward in its checkpoints
+
+
+def test_restoring_ones_own_state_is_no_exploit(digits_splits, tmp_path):
+    trainer = Trainer(TrainConfig.model_validate(FAST), digits_splits.tuning)
+    trainer.run_id = "same"
+    trainer.run_epoch()
+    save_checkpoint(trainer.state_dict(), tmp_path)
+    again = Trainer(TrainConfig.model_validate(FAST), digits_splits.tuning)
+    again.run_id = "same"
+    again.load_state_dict(load_checkpoint(tmp_path))
+    assert again.lineage == []
+
+
+def test_a_trial_whose_loss_overflows_reports_divergence_with_the_worst_metrics(digits_splits):
+    config = TrainConfig.model_validate(
+        {
+            "epochs": 5,
+            "batch_size": 32,
+            "model": {"depth": 4, "width": 64, "batch_norm": False},
+            "optimizer": {"name": "sgd", "lr": 10.0, "momentum": 0.99},
+        }
+    )
+    history = run(config, digits_splits.tuning)
+    assert len(history) == 1 and history[0][m.DIVERGED] is True
+    assert history[0][m.VAL_ACC] == 0.0 and history[0][m.VAL_LOSS] == float("inf")
