@@ -98,7 +98,8 @@ def main() -> None:
         "max_epochs": args.epochs,
         "seeds": args.seeds,
         "median": table,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
     }
     if "fifo/random" in table and "asha/random" in table:
         fifo, asha = table["fifo/random"], table["asha/random"]

@@ -245,6 +245,12 @@ class TrainConfig(StrictModel):
     early_stopping: EarlyStoppingConfig | None = None
     seed: int = Field(0, ge=0, description="seeds weights, dropout, augmentation, batch order")
     eval_batch_size: int = Field(1024, ge=1, description="examples per forward pass in eval")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast; auto = on for CUDA devices that support bf16"
+    )
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="channels-last memory format; auto = on for CUDA"
+    )
 
     @model_validator(mode="before")
     @classmethod

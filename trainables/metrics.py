@@ -20,6 +20,11 @@ EARLY_STOPPED = "early_stopped"
 # mistake the trial for a good one, and the trial ends there.
 DIVERGED = "diverged"
 WORST = {TRAIN_LOSS: float("inf"), VAL_LOSS: float("inf"), TRAIN_ACC: 0.0, VAL_ACC: 0.0}
+# Reported once, instead of an epoch, by a trial that cannot run at all (its batch does
+# not fit its share of the GPU): the reason, as text. The trial ends there.
+INFEASIBLE = "infeasible"
+# The Ray node that trained the epoch (where a trial ran, on a cluster).
+NODE_ID = "node_id"
 
 # The metrics a sweep may optimize, and the direction that is better for each.
 OPTIMIZABLE: dict[str, str] = {VAL_ACC: "max", VAL_LOSS: "min", TRAIN_ACC: "max", TRAIN_LOSS: "min"}

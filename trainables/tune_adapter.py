@@ -1,8 +1,9 @@
 """The one module in trainables/ that imports Ray: a Tune function trainable.
 
-Per trial: validate the config Tune resolved, restore from `tune.get_checkpoint()` if
-there is one (a retried, resumed or PBT-exploited trial), then one `tune.report` per
-epoch, with a checkpoint every `checkpoint_every` epochs and at the last epoch.
+Per trial: validate the config Tune resolved, claim the trial's CPU and GPU share,
+restore from `tune.get_checkpoint()` if there is one (a retried, resumed or
+PBT-exploited trial), then one `tune.report` per epoch, with a checkpoint every
+`checkpoint_every` epochs and at the last epoch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ray
 import torch
 from ray import tune
 
+from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import TrainConfig
 from trainables.data import TuningData
@@ -35,8 +37,8 @@ def train_trial(
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     train_config = TrainConfig.model_validate(config)
     assigned = ray.get_runtime_context().get_assigned_resources()
-    torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
-    trainer = Trainer(train_config, data, pick_device(assigned.get("GPU", 0.0)), pretrained)
+    device = _claim_resources(assigned.get("CPU", 1.0), assigned.get("GPU", 0.0))
+    trainer = Trainer(train_config, data, device, pretrained)
     trainer.run_id = tune.get_context().get_trial_id()
 
     checkpoint = tune.get_checkpoint()
@@ -44,10 +46,32 @@ def train_trial(
         with checkpoint.as_directory() as directory:
             trainer.load_state_dict(load_checkpoint(directory))
 
-    for metrics in trainer.epochs():
-        if trainer.epoch % checkpoint_every == 0 or trainer.finished:
-            with tempfile.TemporaryDirectory() as directory:
-                save_checkpoint(trainer.state_dict(), directory)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
-        else:
-            tune.report(metrics)
+    try:
+        for metrics in trainer.epochs():
+            metrics[m.NODE_ID] = ray.get_runtime_context().get_node_id()
+            if trainer.epoch % checkpoint_every == 0 or trainer.finished:
+                with tempfile.TemporaryDirectory() as directory:
+                    save_checkpoint(trainer.state_dict(), directory)
+                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+            else:
+                tune.report(metrics)
+    except torch.cuda.OutOfMemoryError as error:
+        # Retrying would fail the same way: report the configuration as infeasible.
+        reason = (
+            f"CUDA out of memory at batch size {train_config.batch_size} with "
+            f"{assigned.get('GPU', 0.0)} of a GPU: {str(error).splitlines()[0]}"
+        )
+        tune.report({**m.WORST, m.EPOCH: trainer.epoch + 1, m.INFEASIBLE: reason})
+
+
+def _claim_resources(cpus: float, gpus: float) -> torch.device:
+    """Use as many CPU threads as the trial reserved, and no more GPU memory than its share.
+
+    Several trials sharing a GPU each cap their own allocator at their fraction, so one
+    trial's large batch cannot starve the others: it fails alone, with a clear reason.
+    """
+    torch.set_num_threads(max(1, int(cpus)))
+    device = pick_device(gpus)
+    if device.type == "cuda" and 0 < gpus < 1:
+        torch.cuda.set_per_process_memory_fraction(gpus, device)
+    return device

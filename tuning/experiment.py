@@ -54,10 +54,17 @@ class ResourceSettings(StrictModel):
     """What each trial reserves. A fractional gpu lets several trials share one GPU."""
 
     cpu: float = Field(1.0, gt=0.0, le=1024.0, description="CPU cores per trial")
-    gpu: float = Field(0.0, ge=0.0, le=64.0, description="GPUs per trial: 0.25 = four per GPU")
+    gpu: float | Literal["auto"] = Field(
+        0.0,
+        description="GPUs per trial: 0.25 = four per GPU; auto = measure and pack (CPU if none)",
+    )
 
     @model_validator(mode="after")
-    def _whole_gpus_above_one(self) -> ResourceSettings:
+    def _gpu_share_makes_sense(self) -> ResourceSettings:
+        if self.gpu == "auto":
+            return self
+        if not 0 <= self.gpu <= 64:
+            raise ValueError(f"gpu must be between 0 and 64 GPUs or 'auto', got {self.gpu}")
         if self.gpu > 1 and self.gpu != int(self.gpu):
             raise ValueError(f"gpu above 1 must be a whole number of GPUs, got {self.gpu}")
         return self

@@ -28,7 +28,7 @@ from tuning.experiment import Experiment
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
-STATUSES = ("completed", "stopped_early", "early_stopped", "diverged", "error")
+STATUSES = ("completed", "stopped_early", "early_stopped", "diverged", "infeasible", "error")
 _ELIGIBLE = ("completed", "stopped_early", "early_stopped")  # may be the best trial
 
 
@@ -73,6 +73,7 @@ def summarize(
         "num_stopped_early": status_counts["stopped_early"],
         "num_early_stopped": status_counts["early_stopped"],
         "num_diverged": status_counts["diverged"],
+        "num_infeasible": status_counts["infeasible"],
         "best": {
             "trial_id": best_record["trial_id"],
             "config": TrainConfig.model_validate(best.config).model_dump(mode="json"),
@@ -139,7 +140,7 @@ def _trial_record(
         "best": best_value,
         "best_epoch": best_epoch,
         "tuned": space.tuned_values(result.config or {}, tuned_paths),
-        "error": None if result.error is None else str(result.error).splitlines()[0][:300],
+        "error": _error_text(result),
     }
 
 
@@ -147,6 +148,8 @@ def _status(result: tune.Result, epochs: int, planned: int) -> str:
     last = result.metrics or {}
     if result.error is not None:
         return "error"
+    if last.get(m.INFEASIBLE):
+        return "infeasible"  # e.g. its batch did not fit its GPU share; see `error`
     if last.get(m.DIVERGED):
         return "diverged"  # a loss became NaN or infinite; the trial ended itself
     if last.get(m.EARLY_STOPPED):
@@ -154,6 +157,13 @@ def _status(result: tune.Result, epochs: int, planned: int) -> str:
     if epochs < planned:
         return "stopped_early"  # the scheduler (ASHA, median, HyperBand) stopped it
     return "completed"
+
+
+def _error_text(result: tune.Result) -> str | None:
+    if result.error is not None:
+        return str(result.error).splitlines()[0][:300]
+    reason = (result.metrics or {}).get(m.INFEASIBLE)
+    return str(reason) if reason else None
 
 
 def _lineage(result: tune.Result) -> list[dict[str, Any]]:

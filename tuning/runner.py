@@ -29,8 +29,10 @@ from trainables.tune_adapter import train_trial
 from tuning import space
 from tuning.errors import ConfigError, SweepInterrupted
 from tuning.experiment import Experiment, validate_experiment
+from tuning.gpu_packing import resolve_gpu_share
 from tuning.results import summarize, write_summary
 from tuning.searchers import build_searcher
+from tuning.storage import check_storage_is_shared
 from tuning.tensorboard import TensorBoardLogger
 from tuning.yaml_io import dump_yaml, read_yaml_mapping
 
@@ -68,10 +70,12 @@ def run_sweep(
         dump_yaml(experiment.model_dump(mode="json", exclude_none=True)), encoding="utf-8"
     )
     connect(address)
+    check_storage_is_shared(experiment_dir)
+    gpu = _gpu_per_trial(experiment, splits.tuning, pretrained)
     tuner = tune.Tuner(
-        _trainable(experiment, splits.tuning, pretrained),
+        _trainable(experiment, splits.tuning, pretrained, gpu),
         param_space=experiment.param_space(),
-        tune_config=_tune_config(experiment),
+        tune_config=_tune_config(experiment, gpu),
         run_config=_run_config(experiment, experiment_dir, callbacks or []),
     )
     return _fit_and_summarize(tuner, experiment, splits, experiment_dir)
@@ -91,9 +95,11 @@ def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepO
     splits = load_splits(experiment.dataset)
     pretrained = _pretrained_backbones(experiment)
     connect(address)
+    check_storage_is_shared(experiment_dir)
+    gpu = _gpu_per_trial(experiment, splits.tuning, pretrained)
     tuner = tune.Tuner.restore(
         str(experiment_dir),
-        trainable=_trainable(experiment, splits.tuning, pretrained),
+        trainable=_trainable(experiment, splits.tuning, pretrained, gpu),
         resume_unfinished=True,
         resume_errored=True,
     )
@@ -137,8 +143,19 @@ def _raise_if_unfinished(experiment: Experiment, experiment_dir: Path) -> None:
         )
 
 
-def _trainable(
+def _gpu_per_trial(
     experiment: Experiment, data: TuningData, pretrained: dict[str, StateDict | None]
+) -> float:
+    if experiment.resources.gpu != "auto":
+        return experiment.resources.gpu
+    return resolve_gpu_share(space.representatives(experiment.train), data, pretrained)
+
+
+def _trainable(
+    experiment: Experiment,
+    data: TuningData,
+    pretrained: dict[str, StateDict | None],
+    gpu: float,
 ) -> Any:
     with_data = tune.with_parameters(
         train_trial,
@@ -146,13 +163,11 @@ def _trainable(
         checkpoint_every=experiment.checkpoint.every_epochs,
         pretrained=pretrained,
     )
-    return tune.with_resources(
-        with_data, {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu}
-    )
+    return tune.with_resources(with_data, {"cpu": experiment.resources.cpu, "gpu": gpu})
 
 
 class TrialEndedItself(tune.Stopper):
-    """Stops a trial on the epoch it reports diverged or early-stopped.
+    """Stops a trial on the epoch it reports diverged, early-stopped or infeasible.
 
     The trial's own loop ends there anyway, but Ray hands each result to the scheduler
     before it notices; a Stopper decides first, so PBT never exploits into (or from) a
@@ -160,7 +175,9 @@ class TrialEndedItself(tune.Stopper):
     """
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        return bool(result.get(m.DIVERGED) or result.get(m.EARLY_STOPPED))
+        return bool(
+            result.get(m.DIVERGED) or result.get(m.EARLY_STOPPED) or result.get(m.INFEASIBLE)
+        )
 
     def stop_all(self) -> bool:
         return False
@@ -176,12 +193,12 @@ def _pretrained_backbones(experiment: Experiment) -> dict[str, StateDict | None]
     return weights
 
 
-def _tune_config(experiment: Experiment) -> tune.TuneConfig:
+def _tune_config(experiment: Experiment, gpu: float) -> tune.TuneConfig:
     search = experiment.search
     max_concurrent = search.max_concurrent
     if max_concurrent is None and search.algorithm == "hyperopt":
         # TPE learns only from finished trials: never propose more than can run at once.
-        max_concurrent = _trials_that_fit(experiment)
+        max_concurrent = _trials_that_fit(experiment.resources.cpu, gpu)
     return tune.TuneConfig(
         metric=experiment.metric,
         mode=experiment.resolved_mode,
@@ -231,11 +248,11 @@ def _run_config(
     )
 
 
-def _trials_that_fit(experiment: Experiment) -> int:
+def _trials_that_fit(cpu: float, gpu: float) -> int:
     available = ray.cluster_resources()
-    fits = [available.get("CPU", 1.0) / experiment.resources.cpu]
-    if experiment.resources.gpu > 0:
-        fits.append(available.get("GPU", 0.0) / experiment.resources.gpu)
+    fits = [available.get("CPU", 1.0) / cpu]
+    if gpu > 0:
+        fits.append(available.get("GPU", 0.0) / gpu)
     return max(1, math.floor(min(fits) + 1e-9))
 
 
@@ -258,7 +275,7 @@ def _new_experiment_dir(storage: str, name: str) -> Path:
 
 def _check_gpus_exist(experiment: Experiment, address: str | None) -> None:
     """A local sweep that asks for GPUs on a machine without CUDA would wait forever."""
-    if experiment.resources.gpu == 0 or address is not None or ray.is_initialized():
+    if experiment.resources.gpu in (0, "auto") or address is not None or ray.is_initialized():
         return
     if torch.cuda.device_count() == 0:
         raise ConfigError(

@@ -49,3 +49,35 @@ def test_fractional_gpu_runs_that_many_trials_at_once(
     assert all(r.get("GPU") == gpu and r.get("CPU") == 1 for r in recorder.reserved)
     # No CUDA here: the trials were given a GPU share by Ray and trained on the CPU.
     assert summary["num_errored"] == 0 and summary["num_trials"] == 4
+
+
+def test_gpu_auto_without_any_gpu_runs_cpu_trials_and_says_so(
+    ray_two_cpus, small_experiment, tmp_path, caplog
+):
+    raw = small_experiment(resources={"cpu": 1, "gpu": "auto"})
+    raw["train"]["epochs"] = 1
+    recorder = ConcurrencyRecorder()
+
+    summary = run_sweep(
+        validate_experiment(raw), storage=str(tmp_path), name="auto", callbacks=[recorder]
+    ).summary
+
+    assert summary["num_errored"] == 0
+    assert all(r.get("GPU", 0) == 0 for r in recorder.reserved)
+    assert "no GPU in the Ray cluster; trials run on the CPU" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("peak_gib", "total_gib", "share"),
+    [
+        (1.0, 80.0, 0.125),
+        (8.0, 80.0, 0.125),
+        (9.0, 80.0, 0.25),
+        (30.0, 80.0, 0.5),
+        (70.0, 80.0, 1.0),
+    ],
+)
+def test_share_for_packs_as_many_trials_as_fit_with_headroom(peak_gib, total_gib, share):
+    from tuning.gpu_packing import share_for
+
+    assert share_for(int(peak_gib * 2**30), int(total_gib * 2**30)) == share

@@ -165,3 +165,23 @@ def test_a_trial_whose_loss_overflows_reports_divergence_with_the_worst_metrics(
     history = run(config, digits_splits.tuning)
     assert len(history) == 1 and history[0][m.DIVERGED] is True
     assert history[0][m.VAL_ACC] == 0.0 and history[0][m.VAL_LOSS] == float("inf")
+
+
+@pytest.mark.parametrize(
+    ("precision", "channels_last"), [("bf16", "off"), ("fp32", "on"), ("bf16", "on")]
+)
+def test_bf16_autocast_and_channels_last_still_learn_on_cpu(
+    digits_splits, precision, channels_last
+):
+    config = {**FAST, "epochs": 4, "model": {"depth": 2, "width": 16}}
+    config.update(precision=precision, channels_last=channels_last)
+    trainer = Trainer(TrainConfig.model_validate(config), digits_splits.tuning)
+    assert trainer.compute.bf16 == (precision == "bf16")
+    assert trainer.compute.channels_last == (channels_last == "on")
+    history = list(trainer.epochs())
+    assert history[-1][m.VAL_ACC] > 0.8
+
+
+def test_auto_precision_is_plain_fp32_on_cpu(digits_splits):
+    trainer = Trainer(TrainConfig.model_validate(FAST), digits_splits.tuning)
+    assert not trainer.compute.bf16 and not trainer.compute.channels_last
