@@ -245,6 +245,11 @@ class TrainConfig(StrictModel):
     early_stopping: EarlyStoppingConfig | None = None
     seed: int = Field(0, ge=0, description="seeds weights, dropout, augmentation, batch order")
     eval_batch_size: int = Field(1024, ge=1, description="examples per forward pass in eval")
+    data_on_device: bool = Field(
+        True,
+        description="keep the dataset on the trial's device (GPU-resident); false copies each "
+        "batch from pinned host memory, for datasets larger than the GPU share",
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 autocast; auto = on for CUDA devices that support bf16"
     )

@@ -23,7 +23,10 @@ from trainables.config import StrictModel
 
 logger = logging.getLogger(__name__)
 
-DatasetName = Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder"]
+DatasetName = Literal[
+    "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder", "synthetic"
+]
+_NEEDS_NO_ROOT = ("digits", "synthetic")
 
 # Where each torchvision dataset expects its files under `root`, for error messages.
 _EXPECTED_LAYOUT = {
@@ -53,10 +56,13 @@ class DataConfig(StrictModel):
     image_size: int = Field(64, ge=4, le=1024, description="image_folder: resize to this square")
     verify_checksums: bool = Field(True, description="cifar: check torchvision's md5 sums")
     max_train_examples: int | None = Field(None, ge=10, description="subsample for quick runs")
+    synthetic_examples: int = Field(
+        10_000, ge=100, le=10_000_000, description="synthetic: images of image_size, 3 channels"
+    )
 
     @model_validator(mode="after")
     def _root_where_needed(self) -> DataConfig:
-        if self.name != "digits" and not (self.root or "").strip():
+        if self.name not in _NEEDS_NO_ROOT and not (self.root or "").strip():
             raise ValueError(
                 f"dataset {self.name!r} needs dataset.root, the folder holding "
                 f"{_EXPECTED_LAYOUT[self.name]}; pass --set dataset.root=/path/to/data"
@@ -216,6 +222,8 @@ def _channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, 
 def _load_raw(config: DataConfig) -> _RawDataset:
     if config.name == "digits":
         return _load_digits()
+    if config.name == "synthetic":
+        return _synthetic(config.synthetic_examples, config.image_size, config.split_seed)
     root = Path(config.root or "").expanduser().resolve()
     if not config.download and not root.is_dir():
         raise DataError(
@@ -246,6 +254,21 @@ def _load_raw(config: DataConfig) -> _RawDataset:
 
 # What torchvision and PIL raise for files that exist but hold garbage.
 _UNREADABLE = (AssertionError, ValueError, EOFError, pickle.UnpicklingError, OSError)
+
+
+def _synthetic(examples: int, side: int, seed: int) -> _RawDataset:
+    """Learnable random RGB images for benchmarks: each class has its own mean colour.
+
+    Shaped like CIFAR at image_size 32; nothing is read from disk.
+    """
+    rng = np.random.default_rng(seed)
+    classes = 10
+    labels = rng.integers(0, classes, examples)
+    colour = rng.integers(40, 216, (classes, 3, 1, 1))
+    noise = rng.normal(0.0, 40.0, (examples, 3, side, side))
+    images = np.clip(colour[labels] + noise, 0, 255).astype(np.uint8)
+    names = tuple(f"class{i}" for i in range(classes))
+    return _RawDataset(images, labels.astype(np.int64), names, official_test=None)
 
 
 def _load_digits() -> _RawDataset:

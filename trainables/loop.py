@@ -145,9 +145,11 @@ class Trainer:
             model_config.backbone_lr_factor if isinstance(model_config, TransferConfig) else 1.0
         )
         self.optimizer = build_optimizer(config.optimizer, self.model, backbone_lr_factor)
-        # The whole dataset lives on the trial's device: no per-batch host-to-device copy.
-        self.train_split = _to_device(data.train, self.device)
-        self.val_split = _to_device(data.val, self.device)
+        # By default the whole dataset lives on the trial's device: no per-batch
+        # host-to-device copy. Otherwise batches are copied from pinned host memory.
+        home = self.device if config.data_on_device else torch.device("cpu")
+        self.train_split = _to_device(data.train, home, pin=self.device.type == "cuda")
+        self.val_split = _to_device(data.val, home, pin=self.device.type == "cuda")
         self.normalize = Normalizer.for_model(model_config, data.info, self.device)
         self.augment = Augmenter(config.augmentation)
         schedule, stopping = config.lr_schedule, config.early_stopping
@@ -225,8 +227,9 @@ class Trainer:
         self.augment.generator.manual_seed(self._epoch_seed(salt=1))
         loss_sum, correct, seen = 0.0, 0, 0
         for batch in _batches(order, batch_size):
-            x = self.normalize.standardize(self.augment(self.normalize.to_unit(images[batch])))
-            y = labels[batch]
+            x = images[batch].to(self.device, non_blocking=True)
+            y = labels[batch].to(self.device, non_blocking=True)
+            x = self.normalize.standardize(self.augment(self.normalize.to_unit(x)))
             with self.compute.autocast():
                 logits = self.model(self.compute.inputs(x)).float()
             data_loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
@@ -251,7 +254,7 @@ class Trainer:
 
     def _batch_order(self, n: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self._epoch_seed())
-        return torch.randperm(n, generator=generator).to(self.device)
+        return torch.randperm(n, generator=generator).to(self.train_split.labels.device)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training, as checkpoint-safe types."""
@@ -303,8 +306,8 @@ def evaluate(
     loss_sum, correct = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(split), batch_size):
-            x = normalize(split.images[start : start + batch_size])
-            y = split.labels[start : start + batch_size]
+            x = normalize(split.images[start : start + batch_size].to(compute.device))
+            y = split.labels[start : start + batch_size].to(compute.device)
             with compute.autocast():
                 logits = model(compute.inputs(x)).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
@@ -393,7 +396,9 @@ def _pretrained_weights(
     return pretrained[key] if key in pretrained else load_pretrained(config)
 
 
-def _to_device(split: ImageSplit, device: torch.device) -> ImageSplit:
+def _to_device(split: ImageSplit, device: torch.device, pin: bool = False) -> ImageSplit:
+    if device.type == "cpu" and pin:  # host copy feeding a GPU: pinned for async copies
+        return ImageSplit(images=split.images.pin_memory(), labels=split.labels.pin_memory())
     return ImageSplit(images=split.images.to(device), labels=split.labels.to(device))
 
 
