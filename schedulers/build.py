@@ -28,6 +28,7 @@ from schedulers.settings import (
     PBTSettings,
     SchedulerSettings,
 )
+from trainables.config import flatten
 
 # Searchers that may drive each scheduler. PBT and PB2 choose and mutate configurations
 # themselves, so a model-based searcher would fight them; synchronous HyperBand pauses
@@ -185,7 +186,7 @@ def clip_to_domains(mutations: dict[str, Any]) -> Callable[[dict], dict]:
     """
     ranges = {
         path: (domain.lower, domain.upper, isinstance(domain, Integer))
-        for path, domain in _flatten(mutations).items()
+        for path, domain in flatten(mutations).items()
         if isinstance(domain, Float | Integer)
     }
 
@@ -212,16 +213,6 @@ def _bounds_of(mutations: dict[str, Any]) -> dict[str, Any]:
         else:
             bounds[key] = [value.lower, value.upper]
     return bounds
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _lookup(tree: dict[str, Any], path: str) -> Any:

@@ -22,7 +22,7 @@ from torch import nn
 from trainables import metrics as m
 from trainables.augment import Augmenter
 from trainables.compute import ComputeFormat, Normalizer
-from trainables.config import ModelConfig, TrainConfig, TransferConfig
+from trainables.config import ModelConfig, TrainConfig, TransferConfig, flatten
 from trainables.data import DatasetInfo, ImageSplit, TuningData
 from trainables.models import build_model
 from trainables.optim import (
@@ -309,8 +309,8 @@ def _exploit_record(
     run_id: str, donor: str, state: dict[str, Any], config: TrainConfig
 ) -> dict[str, Any]:
     """What a PBT exploit did: who took whose weights, at which epoch, with which new values."""
-    before = _flatten(state["config"])
-    after = _flatten(config.model_dump(mode="json"))
+    before = flatten(state["config"])
+    after = flatten(config.model_dump(mode="json"))
     return {
         "trial_id": run_id,
         "donor": donor,
@@ -323,16 +323,6 @@ def merge_lineage(*event_lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Union of exploit events, each once, in (epoch, trial) order."""
     events = {(e["trial_id"], e["donor"], e["epoch"]): e for events in event_lists for e in events}
     return sorted(events.values(), key=lambda e: (e["epoch"], e["trial_id"]))
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _pretrained_weights(

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ray import tune
 
+from trainables.config import flatten
 from tuning.errors import describe_validation_error
 
 _RANGE_KINDS = {
@@ -166,22 +167,12 @@ def tuned_values(config: dict[str, Any], paths: list[str]) -> dict[str, Any]:
 
     A conditional parameter appears only when its branch was chosen.
     """
-    flat = _flatten(config)
+    flat = flatten(config)
     return {
         key: value
         for key, value in flat.items()
         if any(key == p or key.startswith(p + ".") for p in paths)
     }
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def has_domain(tree: Any, kinds: tuple[str, ...] = DOMAIN_KINDS) -> bool:
