@@ -249,9 +249,22 @@ def evaluate(
     compute: ComputeFormat | None = None,
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `model` on `split`, in eval mode, no augmentation."""
+    loss, predictions = predict_split(model, split, normalize, batch_size, compute)
+    correct = int((predictions == split.labels.to(predictions.device)).sum())
+    return loss, correct / max(1, len(split))
+
+
+def predict_split(
+    model: nn.Module,
+    split: ImageSplit,
+    normalize: Normalizer,
+    batch_size: int,
+    compute: ComputeFormat | None = None,
+) -> tuple[float, torch.Tensor]:
+    """Mean cross-entropy on `split` and the predicted class of every example."""
     compute = compute or ComputeFormat(torch.device("cpu"))
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum, predictions = 0.0, []
     with torch.no_grad():
         for start in range(0, len(split), batch_size):
             x = normalize(split.images[start : start + batch_size].to(compute.device))
@@ -259,9 +272,8 @@ def evaluate(
             with compute.autocast():
                 logits = model(compute.inputs(x)).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += int((logits.argmax(1) == y).sum())
-    n = max(1, len(split))
-    return loss_sum / n, correct / n
+            predictions.append(logits.argmax(1))
+    return loss_sum / max(1, len(split)), torch.cat(predictions) if predictions else torch.empty(0)
 
 
 def fit(

@@ -21,7 +21,7 @@ from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint
 from trainables.config import TrainConfig
 from trainables.data import ImageSplit
-from trainables.loop import evaluate, merge_lineage, model_from_state, normalizer_from_state
+from trainables.loop import merge_lineage, model_from_state, normalizer_from_state, predict_split
 from tuning import space
 from tuning.experiment import Experiment
 
@@ -62,7 +62,7 @@ def summarize(
         raise NoUsableTrialError(f"trial {best_record['trial_id']} left no checkpoint to test")
     with checkpoint.as_directory() as directory:
         state = load_checkpoint(directory)
-    test_loss, test_acc = _evaluate_state(state, test)
+    test_result = _evaluate_state(state, test)
     status_counts = Counter(t["status"] for t in trials)
     return {
         "experiment": experiment.name,
@@ -83,7 +83,7 @@ def summarize(
             "checkpoint_epoch": int(state["epoch"]),
             "path": best.path,
         },
-        "test": {"accuracy": test_acc, "loss": test_loss, "num_examples": len(test)},
+        "test": test_result,
         "compute": _compute(trials),
         "wall_seconds": round(wall_seconds, 2),
         "trials": trials,
@@ -112,11 +112,38 @@ def _compute(trials: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _evaluate_state(state: dict[str, Any], test: ImageSplit) -> tuple[float, float]:
-    """The single evaluation of the test split in a sweep."""
+def _evaluate_state(state: dict[str, Any], test: ImageSplit) -> dict[str, Any]:
+    """The single evaluation of the test split in a sweep: accuracy with its 95% Wilson
+    interval, loss, and accuracy per class."""
     model, normalize = model_from_state(state), normalizer_from_state(state)
     logger.info("evaluating the best checkpoint on %d held-out test examples", len(test))
-    return evaluate(model, test, normalize, batch_size=1024)
+    loss, predictions = predict_split(model, test, normalize, batch_size=1024)
+    hits = predictions == test.labels
+    names = state["data_info"]["class_names"]
+    per_class = {
+        str(name): round(float(hits[test.labels == i].float().mean()), 4)
+        for i, name in enumerate(names)
+        if bool((test.labels == i).any())
+    }
+    correct = int(hits.sum())
+    return {
+        "accuracy": correct / max(1, len(test)),
+        "accuracy_ci95": wilson_interval(correct, len(test)),
+        "loss": loss,
+        "num_examples": len(test),
+        "per_class_accuracy": per_class,
+    }
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> list[float]:
+    """The Wilson score interval of a binomial proportion (95% for the default z)."""
+    if trials == 0:
+        return [0.0, 1.0]
+    p = successes / trials
+    denominator = 1 + z**2 / trials
+    center = (p + z**2 / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
+    return [round(max(0.0, center - half), 4), round(min(1.0, center + half), 4)]
 
 
 def _trial_record(
@@ -213,9 +240,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines += [f"  {key} = {_fmt(value)}" for key, value in sorted(tuned.items())]
     if summary["lineage"]:
         lines.append(f"PBT exploits: {len(summary['lineage'])} (see lineage in summary.json)")
+    low, high = test["accuracy_ci95"]
     lines.append(
         f"Test (held out, evaluated once): accuracy={test['accuracy']:.4f} "
-        f"loss={test['loss']:.4f} on {test['num_examples']} examples"
+        f"(95% CI {low:.3f}-{high:.3f}) loss={test['loss']:.4f} on {test['num_examples']} examples"
     )
     return "\n".join(lines)
 

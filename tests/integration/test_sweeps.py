@@ -85,6 +85,9 @@ def test_asha_sweep_writes_the_summary_schema(asha_sweep):
     assert {"accuracy", "loss", "num_examples"} <= set(summary["test"])
     assert summary["num_trials"] == 8 and summary["num_errored"] == 0
     assert summary["test"]["num_examples"] == 270
+    low, high = summary["test"]["accuracy_ci95"]
+    assert low <= summary["test"]["accuracy"] <= high
+    assert set(summary["test"]["per_class_accuracy"]) == {str(d) for d in range(10)}
     assert summary == asha_sweep.summary
 
 
