@@ -1,4 +1,4 @@
-"""The `cnn-tune` command: run, resume, train, list, tensorboard.
+"""The `cnn-tune` command: run, resume, train, list, tensorboard, export, predict.
 
 Exit codes: 0 success, 2 bad input (message on stderr, nothing started), 1 failure.
 """
@@ -79,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--port", type=int, default=6006)
     board.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     board.set_defaults(handler=_tensorboard)
+
+    export = commands.add_parser("export", help="write a sweep's best model to a folder")
+    export.add_argument("directory", help="the finished sweep folder, <storage>/<name>")
+    export.add_argument("--output", help="model folder to write (default DIR/model)")
+    export.set_defaults(handler=_export)
+
+    predict = commands.add_parser("predict", help="classify images with an exported model")
+    predict.add_argument("model", help="the folder `cnn-tune export` wrote")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    predict.set_defaults(handler=_predict)
     return parser
 
 
@@ -120,8 +131,8 @@ def _run(args: argparse.Namespace) -> int:
     outcome = run_sweep(experiment, storage=args.storage, name=args.name, address=args.address)
     print(format_summary(outcome.summary))
     print(
-        f"Results: {outcome.experiment_dir}  "
-        f"(summary.json; `cnn-tune tensorboard {outcome.experiment_dir}`)"
+        f"Results: {outcome.location}  "
+        f"(summary.json; `cnn-tune tensorboard {outcome.location}`)"
     )
     return EXIT_OK
 
@@ -133,7 +144,7 @@ def _resume(args: argparse.Namespace) -> int:
 
     outcome = resume_sweep(args.directory, address=args.address)
     print(format_summary(outcome.summary))
-    print(f"Results: {outcome.experiment_dir}")
+    print(f"Results: {outcome.location}")
     return EXIT_OK
 
 
@@ -170,6 +181,28 @@ def _tensorboard(args: argparse.Namespace) -> int:
             time.sleep(3600)
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tuning.export import export_best
+
+    output = Path(args.output) if args.output else None
+    print(export_best(Path(args.directory), output))
+    return EXIT_OK
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from tuning.export import predict
+
+    predictions = predict(args.model, args.images)
+    if args.json:
+        print(json.dumps(predictions, indent=2))
+        return EXIT_OK
+    for p in predictions:
+        print(f"{p['image']}\t{p['class']}\t{p['probability']:.4f}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ The summary schema is defined here and nowhere else.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import Counter
@@ -207,12 +206,6 @@ def _is_finite(value: Any) -> bool:
 
 def _trial_id(result: tune.Result) -> str:
     return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
-
-
-def write_summary(summary: dict[str, Any], experiment_dir: Path) -> Path:
-    path = experiment_dir / SUMMARY_FILE
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return path
 
 
 def format_summary(summary: dict[str, Any]) -> str:

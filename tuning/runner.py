@@ -6,6 +6,7 @@ Ray starts, so bad input costs nothing and no trial ever re-reads files.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -30,11 +31,19 @@ from tuning import space
 from tuning.errors import ConfigError, SweepInterrupted
 from tuning.experiment import Experiment, validate_experiment
 from tuning.gpu_packing import resolve_gpu_share
-from tuning.results import summarize, write_summary
+from tuning.results import SUMMARY_FILE, summarize
 from tuning.searchers import build_searcher
-from tuning.storage import check_storage_is_shared
+from tuning.storage import (
+    check_storage_is_shared,
+    holds_anything,
+    is_remote,
+    read_text,
+    resolve_location,
+    sweep_location,
+    write_text,
+)
 from tuning.tensorboard import TensorBoardLogger
-from tuning.yaml_io import dump_yaml, read_yaml_mapping
+from tuning.yaml_io import dump_yaml, parse_yaml_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +54,14 @@ DEFAULT_STORAGE = "runs"
 @dataclass(frozen=True)
 class SweepOutcome:
     summary: dict[str, Any]
-    experiment_dir: Path
+    location: str  # where the sweep lives: an absolute path or a bucket URI
+
+    @property
+    def experiment_dir(self) -> Path:
+        """The sweep's folder, for sweeps stored on a filesystem path."""
+        if is_remote(self.location):
+            raise ValueError(f"{self.location} is not a local folder")
+        return Path(self.location)
 
 
 def run_sweep(
@@ -61,49 +77,48 @@ def run_sweep(
     `callbacks` are extra Tune callbacks (progress hooks, loggers) for library users.
     """
     name = name or f"{experiment.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    experiment_dir = _new_experiment_dir(storage, name)
+    location = _new_location(storage, name)
     splits = load_splits(experiment.dataset)
     pretrained = _pretrained_backbones(experiment)  # bad weights fail here, before Ray starts
     _check_gpus_exist(experiment, address)
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    (experiment_dir / EXPERIMENT_FILE).write_text(
-        dump_yaml(experiment.model_dump(mode="json", exclude_none=True)), encoding="utf-8"
+    write_text(
+        location, EXPERIMENT_FILE, dump_yaml(experiment.model_dump(mode="json", exclude_none=True))
     )
     connect(address)
-    check_storage_is_shared(experiment_dir)
+    check_storage_is_shared(location)
     gpu = _gpu_per_trial(experiment, splits.tuning, pretrained)
     tuner = tune.Tuner(
         _trainable(experiment, splits.tuning, pretrained, gpu),
         param_space=experiment.param_space(),
         tune_config=_tune_config(experiment, gpu),
-        run_config=_run_config(experiment, experiment_dir, callbacks or []),
+        run_config=_run_config(experiment, location, callbacks or []),
     )
-    return _fit_and_summarize(tuner, experiment, splits, experiment_dir)
+    return _fit_and_summarize(tuner, experiment, splits, location)
 
 
 def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepOutcome:
     """Finish an interrupted sweep: finished trials are kept, the others continue."""
-    experiment_dir = Path(directory).expanduser().resolve()
-    config_file = experiment_dir / EXPERIMENT_FILE
-    if not config_file.is_file() or not tune.Tuner.can_restore(str(experiment_dir)):
+    location = resolve_location(str(directory))
+    config_text = read_text(location, EXPERIMENT_FILE)
+    if config_text is None or not tune.Tuner.can_restore(location):
         raise ConfigError(
-            f"{str(experiment_dir)!r} is not a cnn-tune sweep that can be resumed (it needs "
+            f"{location!r} is not a cnn-tune sweep that can be resumed (it needs "
             f"{EXPERIMENT_FILE} and Ray Tune's experiment state); pass the folder "
             "<storage>/<name> that `cnn-tune run` printed"
         )
-    experiment = validate_experiment(read_yaml_mapping(config_file))
+    experiment = validate_experiment(parse_yaml_mapping(config_text, EXPERIMENT_FILE))
     splits = load_splits(experiment.dataset)
     pretrained = _pretrained_backbones(experiment)
     connect(address)
-    check_storage_is_shared(experiment_dir)
+    check_storage_is_shared(location)
     gpu = _gpu_per_trial(experiment, splits.tuning, pretrained)
     tuner = tune.Tuner.restore(
-        str(experiment_dir),
+        location,
         trainable=_trainable(experiment, splits.tuning, pretrained, gpu),
         resume_unfinished=True,
         resume_errored=True,
     )
-    return _fit_and_summarize(tuner, experiment, splits, experiment_dir)
+    return _fit_and_summarize(tuner, experiment, splits, location)
 
 
 def connect(address: str | None) -> None:
@@ -118,28 +133,28 @@ def connect(address: str | None) -> None:
 
 
 def _fit_and_summarize(
-    tuner: tune.Tuner, experiment: Experiment, splits: Splits, experiment_dir: Path
+    tuner: tune.Tuner, experiment: Experiment, splits: Splits, location: str
 ) -> SweepOutcome:
     # Ray would add its TBXLoggerCallback, which loses PBT epochs (see tuning.tensorboard);
     # the loggers we want are listed explicitly in _run_config.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     start = time.monotonic()
     results = tuner.fit()
-    _raise_if_unfinished(experiment, experiment_dir)
+    _raise_if_unfinished(experiment, location)
     summary = summarize(results, experiment, splits.test, time.monotonic() - start)
-    write_summary(summary, experiment_dir)
-    return SweepOutcome(summary=summary, experiment_dir=experiment_dir)
+    write_text(location, SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    return SweepOutcome(summary=summary, location=location)
 
 
-def _raise_if_unfinished(experiment: Experiment, experiment_dir: Path) -> None:
+def _raise_if_unfinished(experiment: Experiment, location: str) -> None:
     """Ray returns normally after Ctrl-C; only finished sweeps may touch the test split."""
-    trials = tune.ExperimentAnalysis(str(experiment_dir)).trials
+    trials = tune.ExperimentAnalysis(location).trials
     ended = sum(trial.status in ("TERMINATED", "ERROR") for trial in trials)
     expected = experiment.search.resolved_num_samples * space.grid_size(experiment.train)
     if ended < expected:
         raise SweepInterrupted(
             f"sweep interrupted with {ended} of {expected} trials ended; its state is saved. "
-            f"Continue it with: cnn-tune resume {experiment_dir}"
+            f"Continue it with: cnn-tune resume {location}"
         )
 
 
@@ -222,11 +237,12 @@ def _trial_name(trial: Any) -> str:
 
 
 def _run_config(
-    experiment: Experiment, experiment_dir: Path, callbacks: list[tune.Callback]
+    experiment: Experiment, location: str, callbacks: list[tune.Callback]
 ) -> tune.RunConfig:
+    storage_path, name = location.rstrip("/").rsplit("/", 1)
     return tune.RunConfig(
-        name=experiment_dir.name,
-        storage_path=str(experiment_dir.parent),
+        name=name,
+        storage_path=storage_path,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=experiment.checkpoint.keep,
             checkpoint_score_attribute=experiment.metric,
@@ -256,21 +272,14 @@ def _trials_that_fit(cpu: float, gpu: float) -> int:
     return max(1, math.floor(min(fits) + 1e-9))
 
 
-def _new_experiment_dir(storage: str, name: str) -> Path:
-    if "://" in storage:
+def _new_location(storage: str, name: str) -> str:
+    location = sweep_location(storage, name)
+    if holds_anything(location):
         raise ConfigError(
-            f"--storage {storage!r}: remote storage URIs arrive with cluster support; "
-            "use a local or shared filesystem path for now"
+            f"{location!r} already holds a sweep; resume it with "
+            f"`cnn-tune resume {location}` or choose another --name"
         )
-    if not name or "/" in name or name.startswith("."):
-        raise ConfigError(f"--name {name!r}: use a plain folder name such as digits-lr-sweep")
-    directory = Path(storage).expanduser().resolve() / name
-    if directory.exists() and any(directory.iterdir()):
-        raise ConfigError(
-            f"{str(directory)!r} already holds a sweep; resume it with "
-            f"`cnn-tune resume {directory}` or choose another --name"
-        )
-    return directory
+    return location
 
 
 def _check_gpus_exist(experiment: Experiment, address: str | None) -> None:

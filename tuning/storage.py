@@ -1,8 +1,10 @@
 """Where a sweep's results go, and whether every node of the cluster can write there.
 
-On one machine any folder works. On a multi-node cluster every trial writes its
-checkpoints and logs under the same storage path, so the path must be the same shared
-filesystem on every node; a node-local folder would scatter results across machines.
+A sweep lives at a *location*: an absolute local path, or a URI that pyarrow's
+filesystems understand (s3://bucket/prefix/name, gs://..., file:///...), the same
+storage Ray Tune writes to. On one machine any folder works. On a multi-node cluster
+every trial writes its checkpoints and logs under the same location, so it must be a
+bucket or a filesystem mounted at the same place on every node.
 """
 
 from __future__ import annotations
@@ -11,21 +13,80 @@ import os
 import uuid
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.fs as pafs
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuning.errors import ConfigError
 
 
-def check_storage_is_shared(experiment_dir: Path) -> None:
-    """On a multi-node cluster, check that every node sees `experiment_dir`.
+def is_remote(location: str) -> bool:
+    return "://" in location
+
+
+def sweep_location(storage: str, name: str) -> str:
+    """The location of sweep `name` under `storage` (a path made absolute, or a URI)."""
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"--name {name!r}: use a plain folder name such as digits-lr-sweep")
+    if is_remote(storage):
+        return f"{storage.rstrip('/')}/{name}"
+    return str(Path(storage).expanduser().resolve() / name)
+
+
+def resolve_location(location: str) -> str:
+    return (
+        location.rstrip("/") if is_remote(location) else str(Path(location).expanduser().resolve())
+    )
+
+
+def _fs(location: str) -> tuple[pafs.FileSystem, str]:
+    if not is_remote(location):
+        return pafs.LocalFileSystem(), location
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
+        raise ConfigError(
+            f"--storage {location!r}: cannot open it ({error}); use s3://, gs://, file:// "
+            "or a path, with the credentials your cloud's SDK reads"
+        ) from error
+
+
+def write_text(location: str, name: str, text: str) -> None:
+    fs, root = _fs(location)
+    fs.create_dir(root, recursive=True)
+    with fs.open_output_stream(f"{root}/{name}") as stream:
+        stream.write(text.encode("utf-8"))
+
+
+def read_text(location: str, name: str) -> str | None:
+    """The file's text, or None if it does not exist."""
+    fs, root = _fs(location)
+    if fs.get_file_info(f"{root}/{name}").type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(f"{root}/{name}") as stream:
+        return stream.read().decode("utf-8")
+
+
+def holds_anything(location: str) -> bool:
+    fs, root = _fs(location)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return False
+    return bool(fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)))
+
+
+def check_storage_is_shared(location: str) -> None:
+    """On a multi-node cluster, check that every node sees a local-path `location`.
 
     The driver writes a marker file there and a tiny task pinned to each alive node looks
-    for it: a node that cannot see it would write its trials' results elsewhere.
+    for it: a node that cannot see it would write its trials' results elsewhere. Bucket
+    URIs are shared by nature.
     """
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) <= 1:
+    if len(nodes) <= 1 or is_remote(location):
         return
+    experiment_dir = Path(location)
+    experiment_dir.mkdir(parents=True, exist_ok=True)
     marker = experiment_dir / f".storage-check-{uuid.uuid4().hex}"
     marker.write_text("cnn-tune")
     try:
@@ -44,8 +105,8 @@ def check_storage_is_shared(experiment_dir: Path) -> None:
         raise ConfigError(
             f"--storage {str(experiment_dir.parent)!r} is not shared: {len(blind)} of "
             f"{len(nodes)} Ray nodes cannot see it (node ids {', '.join(b[:8] for b in blind)}). "
-            "On a multi-node cluster give a path on storage mounted at the same place on "
-            "every node (NFS, EFS, a shared volume)."
+            "On a multi-node cluster give a bucket (s3://..., gs://...) or a path on storage "
+            "mounted at the same place on every node (NFS, EFS, a shared volume)."
         )
 
 

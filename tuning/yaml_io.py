@@ -41,10 +41,15 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read experiment file: {error.strerror}") from error
-    data = parse_yaml(text, str(path))
+    return parse_yaml_mapping(text, str(path))
+
+
+def parse_yaml_mapping(text: str, source: str) -> dict[str, Any]:
+    """Parse YAML text whose top level is a mapping."""
+    data = parse_yaml(text, source)
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{path}: the top level must be a mapping of keys, got {type(data).__name__}"
+            f"{source}: the top level must be a mapping of keys, got {type(data).__name__}"
         )
     return data
 

@@ -178,3 +178,19 @@ def test_summary_names_trials_that_stopped_themselves_early(
     assert by_lr[1.0e-9]["status"] == "early_stopped" and by_lr[1.0e-9]["epochs"] == 3
     assert summary["num_early_stopped"] >= 1
     assert summary["num_stopped_early"] == 0  # FIFO stops nothing itself
+
+
+def test_sweep_to_a_storage_uri_writes_everything_there(ray_two_cpus, small_experiment, tmp_path):
+    """A bucket URI (s3://, gs://) takes the same code path as this file:// one."""
+    raw = small_experiment(search={"algorithm": "random", "num_samples": 2, "seed": 0})
+    raw["train"]["epochs"] = 1
+
+    outcome = run_sweep(validate_experiment(raw), storage=f"file://{tmp_path}/bucket", name="uri")
+
+    assert outcome.location == f"file://{tmp_path}/bucket/uri"
+    written = tmp_path / "bucket" / "uri"
+    summary = json.loads((written / SUMMARY_FILE).read_text())
+    assert summary["num_trials"] == 2
+    assert (written / "cnn-tune-experiment.yaml").is_file()
+    assert len(trial_dirs(written)) == 2
+    assert all(list(d.glob("events.out.tfevents.*")) for d in trial_dirs(written))
