@@ -54,4 +54,4 @@ def test_sweep_runs_trials_on_two_nodes_into_one_storage(
 
 
 def test_storage_check_passes_for_a_path_every_node_sees(three_node_cluster, tmp_path):
-    check_storage_is_shared(tmp_path)  # all nodes run on this machine: one filesystem
+    check_storage_is_shared(str(tmp_path))  # all nodes run on this machine: one filesystem
