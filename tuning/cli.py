@@ -54,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a sweep")
     _add_experiment_args(run)
     run.add_argument("--name", help="folder name under --storage (default: EXPERIMENT-date-time)")
-    run.add_argument("--storage", default="runs", help="where sweeps are written (default ./runs)")
+    run.add_argument(
+        "--storage",
+        default="runs",
+        help="where sweeps are written: a path (default ./runs; shared on a cluster) or s3://, gs://",
+    )
     run.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001")
     run.set_defaults(handler=_run)
 
@@ -130,10 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, args.overrides)
     outcome = run_sweep(experiment, storage=args.storage, name=args.name, address=args.address)
     print(format_summary(outcome.summary))
-    print(
-        f"Results: {outcome.location}  "
-        f"(summary.json; `cnn-tune tensorboard {outcome.location}`)"
-    )
+    print(f"Results: {outcome.location}  (summary.json; `cnn-tune tensorboard {outcome.location}`)")
     return EXIT_OK
 
 
