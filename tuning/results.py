@@ -27,7 +27,6 @@ from tuning.experiment import Experiment
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
-STATUSES = ("completed", "stopped_early", "early_stopped", "diverged", "infeasible", "error")
 _ELIGIBLE = ("completed", "stopped_early", "early_stopped")  # may be the best trial
 
 
