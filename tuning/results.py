@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,16 @@ def _trial_record(
 
 
 def _status(result: tune.Result, epochs: int, planned: int) -> str:
-    last = result.metrics or {}
-    if result.error is not None:
+    return classify_status(result.error is not None, result.metrics or {}, epochs, planned)
+
+
+def classify_status(errored: bool, last: Mapping[str, Any], epochs: int, planned: int) -> str:
+    """How a trial ended, from its last reported result and the epochs it ran of `planned`.
+
+    One of: error, infeasible, diverged, early_stopped (its own patience ran out),
+    stopped_early (the scheduler stopped it), completed.
+    """
+    if errored:
         return "error"
     if last.get(m.INFEASIBLE):
         return "infeasible"  # e.g. its batch did not fit its GPU share; see `error`
