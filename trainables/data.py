@@ -115,6 +115,19 @@ class TuningData:
     val: ImageSplit
     info: DatasetInfo
 
+    def pooled(self) -> TuningData:
+        """Train and val as one training split, for retraining a chosen configuration.
+
+        `val` stays as it was, so the loop still reports val metrics, but they are no
+        longer held out. `info` (its normalization statistics included) is unchanged: the
+        retrained model sees its inputs exactly as the tuned trials did.
+        """
+        train = ImageSplit(
+            images=torch.cat([self.train.images, self.val.images]),
+            labels=torch.cat([self.train.labels, self.val.labels]),
+        )
+        return TuningData(train=train, val=self.val, info=self.info)
+
 
 @dataclass(frozen=True)
 class Splits:

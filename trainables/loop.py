@@ -291,6 +291,27 @@ def fit(
     return trainer
 
 
+def retrain(
+    config: TrainConfig,
+    data: TuningData,
+    epochs: int,
+    device: torch.device | None = None,
+    pretrained: Mapping[str, StateDict | None] | None = None,
+) -> Trainer:
+    """Train `config` on train+val for exactly `epochs` epochs: the final-model protocol.
+
+    The learning-rate and batch-size schedules run as in the tuned trial (they depend on
+    `config.epochs`, which is kept), stopping after `epochs`; early stopping is off, as
+    there is no held-out data left to watch.
+    """
+    trainer = Trainer(
+        config.model_copy(update={"early_stopping": None}), data.pooled(), device, pretrained
+    )
+    while trainer.epoch < epochs and not trainer.diverged:
+        trainer.run_epoch()
+    return trainer
+
+
 def model_from_state(state: dict[str, Any], device: torch.device | None = None) -> nn.Module:
     """Rebuild the trained model stored in a checkpoint state, in eval mode.
 

@@ -1,4 +1,4 @@
-"""The one module in trainables/ that imports Ray: a Tune function trainable.
+"""The one module in trainables/ that imports Ray: the Tune trainable and the retrain task.
 
 Per trial: validate the config Tune resolved, claim the trial's CPU and GPU share,
 restore from `tune.get_checkpoint()` if there is one (a retried, resumed or
@@ -21,7 +21,7 @@ from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import TrainConfig
 from trainables.data import TuningData
-from trainables.loop import Trainer, pick_device
+from trainables.loop import Trainer, pick_device, retrain
 from trainables.transfer import StateDict
 
 
@@ -62,6 +62,29 @@ def train_trial(
             f"{assigned.get('GPU', 0.0)} of a GPU: {str(error).splitlines()[0]}"
         )
         tune.report({**m.WORST, m.EPOCH: trainer.epoch + 1, m.INFEASIBLE: reason})
+
+
+def retrain_task(
+    config: dict[str, Any],
+    data: TuningData,
+    epochs: int,
+    pretrained: Mapping[str, StateDict | None] | None = None,
+) -> dict[str, Any]:
+    """A Ray task: retrain `config` on train+val for `epochs` epochs; returns its state.
+
+    Run with `ray.remote(retrain_task).options(num_cpus=..., num_gpus=...)`, the same
+    share a trial had. The returned state is a checkpoint state without the optimizer,
+    its tensors on the CPU.
+    """
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    device = _claim_resources(assigned.get("CPU", 1.0), assigned.get("GPU", 0.0))
+    trainer = retrain(TrainConfig.model_validate(config), data, epochs, device, pretrained)
+    # The optimizer state is left out: a final model is evaluated and exported, never
+    # trained further, and CUDA tensors in it would not unpickle on a CPU-only driver.
+    state = {key: value for key, value in trainer.state_dict().items() if key != "optimizer"}
+    state["model"] = {key: value.cpu() for key, value in state["model"].items()}
+    state["diverged"] = trainer.diverged
+    return state
 
 
 def _claim_resources(cpus: float, gpus: float) -> torch.device:

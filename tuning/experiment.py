@@ -75,6 +75,24 @@ class CheckpointSettings(StrictModel):
     keep: int = Field(2, ge=1, description="best checkpoints kept per trial, plus the latest")
 
 
+class FinalSettings(StrictModel):
+    """How the final model is made once the sweep has chosen its best configuration.
+
+    Either way, the held-out test split is evaluated exactly once per final model.
+    """
+
+    protocol: Literal["best_checkpoint", "retrain"] = Field(
+        "best_checkpoint",
+        description=(
+            "best_checkpoint: test the best trial's checkpoint from its best epoch; "
+            "retrain: train the best configuration again on train+val for that many epochs"
+        ),
+    )
+    seeds: int = Field(
+        1, ge=1, le=32, description="retrain: models trained with seeds seed, seed+1, ..."
+    )
+
+
 class Experiment(StrictModel):
     """One sweep: data, the training space, search, scheduler, resources."""
 
@@ -93,6 +111,7 @@ class Experiment(StrictModel):
     resources: ResourceSettings = ResourceSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
     max_failures: int = Field(1, ge=0, le=100, description="Ray retries of a crashed trial")
+    final: FinalSettings = FinalSettings()
 
     @property
     def resolved_mode(self) -> str:
@@ -210,6 +229,36 @@ def _cross_errors(experiment: Experiment) -> list[str]:
             errors.append(str(error))
     if isinstance(experiment.scheduler, PB2Settings):
         errors += pb2_errors(experiment.scheduler.mutate, experiment.param_space())
+    return errors + _final_errors(experiment)
+
+
+def _final_errors(experiment: Experiment) -> list[str]:
+    """A retrained final model must be reproducible from a fixed config and epoch count."""
+    final = experiment.final
+    if final.protocol == "best_checkpoint":
+        if final.seeds > 1:
+            return [
+                f"final.seeds={final.seeds} applies to final.protocol: retrain (the best "
+                "checkpoint is one model); set final.protocol: retrain, or drop final.seeds"
+            ]
+        return []
+    errors = []
+    if isinstance(experiment.scheduler, PBTSettings | PB2Settings):
+        errors.append(
+            f"final.protocol=retrain with scheduler {experiment.scheduler.name}: the best PBT "
+            "model was trained under a schedule of mutated configs, not one config; use "
+            "final.protocol: best_checkpoint"
+        )
+    schedules = {
+        TrainConfig.model_validate(c).lr_schedule.name
+        for c in space.representatives(experiment.train)
+    }
+    if "plateau" in schedules:
+        errors.append(
+            "final.protocol=retrain cannot replay train.lr_schedule.name=plateau: its decays "
+            "follow validation scores, and retraining has no held-out data; use another "
+            "schedule or final.protocol: best_checkpoint"
+        )
     return errors
 
 

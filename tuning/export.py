@@ -36,7 +36,10 @@ Preprocess = Callable[[Image.Image], torch.Tensor]
 
 
 def export_best(sweep_dir: Path, output: Path | None = None) -> Path:
-    """Write the best checkpoint of the sweep in `sweep_dir` as a model folder.
+    """Write the sweep's final model as a model folder: the model its summary tested.
+
+    That is the best trial's best checkpoint, or with `final.protocol: retrain` the
+    first retrained seed.
 
     Args:
         sweep_dir: a finished sweep, `<storage>/<name>`, holding summary.json.
@@ -46,12 +49,12 @@ def export_best(sweep_dir: Path, output: Path | None = None) -> Path:
         The model folder written.
 
     Raises:
-        ConfigError: no summary.json, or the best trial's best checkpoint is missing.
+        ConfigError: no summary.json, or the final model's weights are missing.
     """
     sweep_dir = Path(sweep_dir).expanduser().resolve()
     summary = _read_summary(sweep_dir)
     best = summary["best"]
-    state = _best_checkpoint_state(sweep_dir, best)
+    state = _final_model_state(sweep_dir, summary)
     config = TrainConfig.model_validate(state["config"])
     info = DatasetInfo.from_dict(state["data_info"])
     mean, std = input_stats(config.model, info)
@@ -67,7 +70,12 @@ def export_best(sweep_dir: Path, output: Path | None = None) -> Path:
             "resize": RESIZE,
         },
         "class_names": list(info.class_names),
-        "source": {"sweep": str(sweep_dir), "trial_id": best["trial_id"], "epoch": state["epoch"]},
+        "source": {
+            "sweep": str(sweep_dir),
+            "trial_id": best["trial_id"],
+            "epoch": state["epoch"],
+            "final_model": summary.get("final", {}).get("models", [{}])[0],
+        },
         "test": summary.get("test"),
     }
     output = Path(output).expanduser().resolve() if output else sweep_dir / MODEL_DIR
@@ -136,6 +144,24 @@ def _read_summary(sweep_dir: Path) -> dict[str, Any]:
             "`cnn-tune resume DIR`)"
         )
     return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _final_model_state(sweep_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The state of the model the sweep tested: the first final model (see tuning.final)."""
+    final = summary.get("final", {"protocol": "best_checkpoint"})
+    if final["protocol"] == "best_checkpoint":
+        return _best_checkpoint_state(sweep_dir, summary["best"])
+    from tuning.final import load_final_state  # here: it imports Ray, which predict never needs
+
+    name = final["models"][0]["name"]
+    state = load_final_state(str(sweep_dir), name)
+    if state is None:
+        raise ConfigError(
+            f"export: {str(sweep_dir / final['models'][0]['path'])!r} holds no retrained "
+            "final model; was it deleted? Copy the whole sweep folder, or resume the sweep "
+            "to retrain it"
+        )
+    return state
 
 
 def _best_checkpoint_state(sweep_dir: Path, best: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-"""After the sweep: pick the best trial, test it once, and write summary.json.
+"""After the sweep: pick the best trial, make the final model, test it once, summarize.
 
 The best trial is the one whose *best epoch* scores best on the experiment metric, among
-trials that neither diverged nor errored; the test split is evaluated on that trial's
-best kept checkpoint, so the tested model is the one that earned the validation score.
-The summary schema is defined here and nowhere else.
+trials that neither diverged nor errored. The final model is that trial's best kept
+checkpoint, or the same configuration retrained on train+val (see tuning.final); the
+test split is evaluated once per final model. Every trial's curves get an over/underfitting
+diagnosis (tuning.diagnosis). The summary schema is defined here and nowhere else.
 """
 
 from __future__ import annotations
@@ -12,18 +13,23 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from ray import tune
 
 from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint
 from trainables.config import TrainConfig
-from trainables.data import ImageSplit
-from trainables.loop import merge_lineage, model_from_state, normalizer_from_state, predict_split
+from trainables.data import Splits
+from trainables.loop import merge_lineage
+from trainables.transfer import StateDict
 from tuning import space
+from tuning.diagnosis import diagnose
 from tuning.experiment import Experiment
+from tuning.final import HeldOutTest, best_checkpoint_model, retrained_models, test_summary
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +41,27 @@ class NoUsableTrialError(RuntimeError):
     """Every trial failed, diverged or produced no finite metric."""
 
 
+@dataclass(frozen=True)
+class FinalContext:
+    """What making the final model needs besides the results: see tuning.final."""
+
+    splits: Splits
+    location: str  # the sweep's folder or URI; retrained weights are saved under it
+    gpu: float  # GPUs per trial, and per retraining task
+    pretrained: Mapping[str, StateDict | None]
+
+
 def summarize(
-    results: tune.ResultGrid, experiment: Experiment, test: ImageSplit, wall_seconds: float
+    results: tune.ResultGrid, experiment: Experiment, final: FinalContext, wall_seconds: float
 ) -> dict[str, Any]:
-    """Build the summary, evaluating the best checkpoint on `test` exactly once."""
+    """Pick the best trial, make the final model(s) and test each once on the test split."""
     metric, mode = experiment.metric, experiment.resolved_mode
     tuned_paths = space.tuned_paths(experiment.train)
+    num_classes = final.splits.tuning.info.num_classes
     by_id = {_trial_id(results[i]): results[i] for i in range(len(results))}
-    trials = [_trial_record(result, metric, mode, tuned_paths) for result in by_id.values()]
+    trials = [
+        _trial_record(result, metric, mode, tuned_paths, num_classes) for result in by_id.values()
+    ]
     lineage: list[dict[str, Any]] = []
     if experiment.scheduler.name in ("pbt", "pb2"):
         lineage = merge_lineage(*(_lineage(result) for result in by_id.values()))
@@ -56,12 +75,23 @@ def summarize(
             f"errors above, or widen the search space if every trial diverged"
         )
     best = by_id[best_record["trial_id"]]
-    checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
-    if checkpoint is None:
-        raise NoUsableTrialError(f"trial {best_record['trial_id']} left no checkpoint to test")
-    with checkpoint.as_directory() as directory:
-        state = load_checkpoint(directory)
-    test_result = _evaluate_state(state, test)
+    best_config = TrainConfig.model_validate(best.config).model_dump(mode="json")
+    checkpoint_model = best_checkpoint_model(best, metric, mode)
+    models = (
+        [checkpoint_model]
+        if experiment.final.protocol == "best_checkpoint"
+        else retrained_models(
+            experiment,
+            best_config,
+            best_record["best_epoch"],
+            final.splits.tuning,
+            final.location,
+            final.gpu,
+            final.pretrained,
+        )
+    )
+    held_out = HeldOutTest(final.splits.test)
+    test = test_summary(models, [held_out.evaluate(model) for model in models])
     status_counts = Counter(t["status"] for t in trials)
     return {
         "experiment": experiment.name,
@@ -75,14 +105,19 @@ def summarize(
         "num_infeasible": status_counts["infeasible"],
         "best": {
             "trial_id": best_record["trial_id"],
-            "config": TrainConfig.model_validate(best.config).model_dump(mode="json"),
+            "config": best_config,
             metric: best_record["best"],
             "epochs": best_record["epochs"],
             "best_epoch": best_record["best_epoch"],
-            "checkpoint_epoch": int(state["epoch"]),
+            "checkpoint_epoch": int(checkpoint_model.state["epoch"]),
             "path": best.path,
+            "diagnosis": best_record["diagnosis"],
         },
-        "test": test_result,
+        "final": {
+            "protocol": experiment.final.protocol,
+            "models": [model.describe() for model in models],
+        },
+        "test": test,
         "compute": _compute(trials),
         "wall_seconds": round(wall_seconds, 2),
         "trials": trials,
@@ -111,42 +146,8 @@ def _compute(trials: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _evaluate_state(state: dict[str, Any], test: ImageSplit) -> dict[str, Any]:
-    """The single evaluation of the test split in a sweep: accuracy with its 95% Wilson
-    interval, loss, and accuracy per class."""
-    model, normalize = model_from_state(state), normalizer_from_state(state)
-    logger.info("evaluating the best checkpoint on %d held-out test examples", len(test))
-    loss, predictions = predict_split(model, test, normalize, batch_size=1024)
-    hits = predictions == test.labels
-    names = state["data_info"]["class_names"]
-    per_class = {
-        str(name): round(float(hits[test.labels == i].float().mean()), 4)
-        for i, name in enumerate(names)
-        if bool((test.labels == i).any())
-    }
-    correct = int(hits.sum())
-    return {
-        "accuracy": correct / max(1, len(test)),
-        "accuracy_ci95": wilson_interval(correct, len(test)),
-        "loss": loss,
-        "num_examples": len(test),
-        "per_class_accuracy": per_class,
-    }
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> list[float]:
-    """The Wilson score interval of a binomial proportion (95% for the default z)."""
-    if trials == 0:
-        return [0.0, 1.0]
-    p = successes / trials
-    denominator = 1 + z**2 / trials
-    center = (p + z**2 / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
-    return [round(max(0.0, center - half), 4), round(min(1.0, center + half), 4)]
-
-
 def _trial_record(
-    result: tune.Result, metric: str, mode: str, tuned_paths: list[str]
+    result: tune.Result, metric: str, mode: str, tuned_paths: list[str], num_classes: int
 ) -> dict[str, Any]:
     history = result.metrics_dataframe
     last = result.metrics or {}
@@ -167,6 +168,7 @@ def _trial_record(
         "best_epoch": best_epoch,
         "tuned": space.tuned_values(result.config or {}, tuned_paths),
         "error": _error_text(result),
+        "diagnosis": _diagnosis(history, num_classes),
     }
 
 
@@ -198,6 +200,11 @@ def _error_text(result: tune.Result) -> str | None:
         return str(result.error).splitlines()[0][:300]
     reason = (result.metrics or {}).get(m.INFEASIBLE)
     return str(reason) if reason else None
+
+
+def _diagnosis(history: pd.DataFrame | None, num_classes: int) -> dict[str, Any]:
+    rows = [] if history is None else history.to_dict("records")
+    return diagnose(rows, num_classes).to_dict()
 
 
 def _lineage(result: tune.Result) -> list[dict[str, Any]]:
@@ -241,12 +248,34 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines += [f"  {key} = {_fmt(value)}" for key, value in sorted(tuned.items())]
     if summary["lineage"]:
         lines.append(f"PBT exploits: {len(summary['lineage'])} (see lineage in summary.json)")
+    diagnosis = best["diagnosis"]
+    lines.append(f"Diagnosis of the best trial: {diagnosis['verdict']}")
+    lines += [f"  because {reason}" for reason in diagnosis["reasons"]]
+    lines += [f"  try: {remedy}" for remedy in diagnosis["remedies"]]
+    lines.append(_final_line(summary["final"]))
     low, high = test["accuracy_ci95"]
     lines.append(
-        f"Test (held out, evaluated once): accuracy={test['accuracy']:.4f} "
+        f"Test (held out, evaluated once per final model): accuracy={test['accuracy']:.4f} "
         f"(95% CI {low:.3f}-{high:.3f}) loss={test['loss']:.4f} on {test['num_examples']} examples"
     )
+    if "seed_spread" in test:
+        spread = test["seed_spread"]
+        lines.append(
+            f"  over {spread['seeds']} seeds: std {spread['std']:.4f}, "
+            f"min {spread['min']:.4f}, max {spread['max']:.4f}"
+        )
     return "\n".join(lines)
+
+
+def _final_line(final: dict[str, Any]) -> str:
+    models = final["models"]
+    if final["protocol"] == "best_checkpoint":
+        return f"Final model: the best trial's checkpoint of epoch {models[0]['epochs']}"
+    seeds = ", ".join(str(model["seed"]) for model in models)
+    return (
+        f"Final model: the best config retrained on train+val for {models[0]['epochs']} "
+        f"epochs, seed(s) {seeds}"
+    )
 
 
 def _fmt(value: Any) -> str:

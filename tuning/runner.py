@@ -24,14 +24,14 @@ from ray.tune.logger import CSVLoggerCallback
 from schedulers import build_scheduler
 from trainables import metrics as m
 from trainables.config import TrainConfig, TransferConfig
-from trainables.data import Splits, TuningData, load_splits
+from trainables.data import TuningData, load_splits
 from trainables.transfer import StateDict, load_pretrained, pretrained_key
 from trainables.tune_adapter import train_trial
 from tuning import space
 from tuning.errors import ConfigError, SweepInterrupted
 from tuning.experiment import Experiment, validate_experiment
 from tuning.gpu_packing import resolve_gpu_share
-from tuning.results import SUMMARY_FILE, summarize
+from tuning.results import SUMMARY_FILE, FinalContext, summarize
 from tuning.searchers import build_searcher
 from tuning.storage import (
     check_storage_is_shared,
@@ -93,7 +93,7 @@ def run_sweep(
         tune_config=_tune_config(experiment, gpu),
         run_config=_run_config(experiment, location, callbacks or []),
     )
-    return _fit_and_summarize(tuner, experiment, splits, location)
+    return _fit_and_summarize(tuner, experiment, FinalContext(splits, location, gpu, pretrained))
 
 
 def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepOutcome:
@@ -118,7 +118,7 @@ def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepO
         resume_unfinished=True,
         resume_errored=True,
     )
-    return _fit_and_summarize(tuner, experiment, splits, location)
+    return _fit_and_summarize(tuner, experiment, FinalContext(splits, location, gpu, pretrained))
 
 
 def connect(address: str | None) -> None:
@@ -133,17 +133,17 @@ def connect(address: str | None) -> None:
 
 
 def _fit_and_summarize(
-    tuner: tune.Tuner, experiment: Experiment, splits: Splits, location: str
+    tuner: tune.Tuner, experiment: Experiment, final: FinalContext
 ) -> SweepOutcome:
     # Ray would add its TBXLoggerCallback, which loses PBT epochs (see tuning.tensorboard);
     # the loggers we want are listed explicitly in _run_config.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     start = time.monotonic()
     results = tuner.fit()
-    _raise_if_unfinished(experiment, location)
-    summary = summarize(results, experiment, splits.test, time.monotonic() - start)
-    write_text(location, SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-    return SweepOutcome(summary=summary, location=location)
+    _raise_if_unfinished(experiment, final.location)
+    summary = summarize(results, experiment, final, time.monotonic() - start)
+    write_text(final.location, SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    return SweepOutcome(summary=summary, location=final.location)
 
 
 def _raise_if_unfinished(experiment: Experiment, location: str) -> None:

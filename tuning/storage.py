@@ -53,19 +53,31 @@ def _fs(location: str) -> tuple[pafs.FileSystem, str]:
 
 
 def write_text(location: str, name: str, text: str) -> None:
-    fs, root = _fs(location)
-    fs.create_dir(root, recursive=True)
-    with fs.open_output_stream(f"{root}/{name}") as stream:
-        stream.write(text.encode("utf-8"))
+    write_bytes(location, name, text.encode("utf-8"))
 
 
 def read_text(location: str, name: str) -> str | None:
     """The file's text, or None if it does not exist."""
+    data = read_bytes(location, name)
+    return None if data is None else data.decode("utf-8")
+
+
+def write_bytes(location: str, name: str, data: bytes) -> None:
+    """Write `<location>/<name>` (`name` may hold slashes), creating its folders."""
+    fs, root = _fs(location)
+    path = f"{root}/{name}"
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as stream:
+        stream.write(data)
+
+
+def read_bytes(location: str, name: str) -> bytes | None:
+    """The file's content, or None if it does not exist."""
     fs, root = _fs(location)
     if fs.get_file_info(f"{root}/{name}").type != pafs.FileType.File:
         return None
     with fs.open_input_stream(f"{root}/{name}") as stream:
-        return stream.read().decode("utf-8")
+        return bytes(stream.read())
 
 
 def holds_anything(location: str) -> bool:

@@ -8,7 +8,8 @@ import torch
 from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import TrainConfig
-from trainables.loop import Trainer, fit, model_from_state, pick_device
+from trainables.loop import Trainer, fit, model_from_state, pick_device, retrain
+from trainables.optim import lr_at
 
 FAST = {
     "epochs": 4,
@@ -185,3 +186,35 @@ def test_bf16_autocast_and_channels_last_still_learn_on_cpu(
 def test_auto_precision_is_plain_fp32_on_cpu(digits_splits):
     trainer = Trainer(TrainConfig.model_validate(FAST), digits_splits.tuning)
     assert not trainer.compute.bf16 and not trainer.compute.channels_last
+
+
+def test_pooled_data_trains_on_train_and_val_and_keeps_the_statistics(digits_splits):
+    data = digits_splits.tuning
+    pooled = data.pooled()
+    assert len(pooled.train) == len(data.train) + len(data.val)
+    assert torch.equal(pooled.train.labels[len(data.train) :], data.val.labels)
+    assert pooled.info == data.info
+
+
+def test_retrain_runs_exactly_the_epochs_asked_with_the_tuned_schedule(digits_splits):
+    config = TrainConfig.model_validate(
+        {
+            **FAST,
+            "epochs": 8,
+            "lr_schedule": {"name": "cosine"},
+            "early_stopping": {"metric": "val_acc", "patience": 1, "min_delta": 0.5},
+        }
+    )
+    tuned = run(config, digits_splits.tuning)  # patience 1 with an impossible min_delta
+
+    trainer = retrain(config, digits_splits.tuning, epochs=5)
+
+    assert len(tuned) == 2 and tuned[-1][m.EARLY_STOPPED]
+    assert trainer.epoch == 5 and trainer.config.early_stopping is None
+    assert len(trainer.train_split) == len(digits_splits.tuning.train) + len(
+        digits_splits.tuning.val
+    )
+    # The cosine schedule still spans the tuned 8 epochs: epoch 5 is not its end.
+    lr_of_epoch_5 = lr_at(config.lr_schedule, 3.0e-3, epoch=4, total_epochs=8)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr_of_epoch_5)
+    assert lr_of_epoch_5 > lr_at(config.lr_schedule, 3.0e-3, epoch=4, total_epochs=5)

@@ -58,6 +58,21 @@ BAD_OVERRIDES = [
     ),
     (["dataset.val_fraction=0.9"], ["dataset.val_fraction", "less than 0.5"]),
     (["train.optimizer={grid: [{name: sgd}, {name: adam}]}"], ["hyperopt", "grid"]),
+    (["final.protocol=latest"], ["final.protocol", "latest", "'retrain'"]),
+    (["final.seeds=3"], ["final.seeds=3", "final.protocol: retrain"]),
+    (
+        ["final.protocol=retrain", "train.lr_schedule={name: plateau}"],
+        ["final.protocol=retrain", "plateau", "best_checkpoint"],
+    ),
+    (
+        [
+            "final.protocol=retrain",
+            "search.algorithm=random",
+            "scheduler={name: pbt, mutate: [optimizer.lr]}",
+            "checkpoint.keep=3",
+        ],
+        ["final.protocol=retrain with scheduler pbt", "best_checkpoint"],
+    ),
     (["train.model.width=wide"], ["train.model.width", "valid integer", "wide"]),
     (["train"], ["--set 'train'", "KEY=VALUE"]),
     (["train.epochs.max=1"], ["train.epochs is 15", "not a mapping"]),

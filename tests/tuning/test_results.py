@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuning.results import wilson_interval
+from tuning.final import wilson_interval
 
 
 @pytest.mark.parametrize(
