@@ -1,4 +1,4 @@
-"""The `cnn-tune` command: run, resume, train, list, tensorboard, export, predict.
+"""The `cnn-tune` command: run, resume, train, list, tensorboard, report, export, predict.
 
 Exit codes: 0 success, 2 bad input (message on stderr, nothing started), 1 failure.
 """
@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--port", type=int, default=6006)
     board.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     board.set_defaults(handler=_tensorboard)
+
+    report = commands.add_parser(
+        "report", help="write an HTML report (and PNGs) for a sweep folder, finished or running"
+    )
+    report.add_argument("directory", help="the local sweep folder, <storage>/<name>")
+    report.add_argument("--output", help="folder to write index.html into (default DIR/report)")
+    report.set_defaults(handler=_report)
 
     export = commands.add_parser("export", help="write a sweep's best model to a folder")
     export.add_argument("directory", help="the finished sweep folder, <storage>/<name>")
@@ -182,6 +189,13 @@ def _tensorboard(args: argparse.Namespace) -> int:
             time.sleep(3600)
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tuning.report import write_report
+
+    print(write_report(args.directory, args.output))
+    return EXIT_OK
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -1,0 +1,167 @@
+"""`cnn-tune report DIR`: a self-contained HTML report (and its PNGs) for a sweep folder.
+
+The report works on a finished sweep and on one still running: it reads Tune's
+experiment state and each trial's progress.csv, plus summary.json once it exists. It
+writes `index.html`, with plotly.js and every PNG inlined so it opens offline, and the
+same PNGs as files beside it. Sweeps in a bucket are not read: copy them locally first.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuning import report_html as html
+from tuning import report_plotly as interactive
+from tuning import report_plots as plots
+from tuning.errors import ConfigError
+from tuning.report_analysis import (
+    STOPPING_SCHEDULERS,
+    Column,
+    Importance,
+    RungCount,
+    decision_epochs,
+    hyperparameter_importance,
+    parameter_columns,
+    rung_counts,
+)
+from tuning.report_data import SweepView, load_sweep
+from tuning.storage import is_remote
+
+logger = logging.getLogger(__name__)
+
+REPORT_FOLDER = "report"  # default output, inside the sweep folder
+INDEX_FILE = "index.html"
+
+
+def write_report(directory: str | Path, output: str | Path | None = None) -> Path:
+    """Write the report of the sweep in `directory`; return the path of index.html.
+
+    Args:
+        directory: a local sweep folder, <storage>/<name>.
+        output: the folder to write into; default `<directory>/report`.
+
+    Raises:
+        ConfigError: `directory` is a URI, not a folder, or not a cnn-tune sweep.
+    """
+    sweep_dir = _local_sweep_folder(directory)
+    logger.info("report: reading %s", sweep_dir)
+    view = load_sweep(sweep_dir)
+    target = Path(output).expanduser().resolve() if output else sweep_dir / REPORT_FOLDER
+    target.mkdir(parents=True, exist_ok=True)
+    derived = _derive(view)
+    images = _images(view, derived)
+    for image in images.values():
+        if image is not None:
+            (target / image.filename).write_bytes(image.data)
+    index = target / INDEX_FILE
+    index.write_text(_page(view, derived, images), encoding="utf-8")
+    logger.info(
+        "report: %d trials, %d figures",
+        len(view.trials),
+        sum(i is not None for i in images.values()),
+    )
+    return index
+
+
+def _local_sweep_folder(directory: str | Path) -> Path:
+    text = str(directory)
+    if is_remote(text):
+        raise ConfigError(
+            f"report: {text!r} is a storage URI; the report reads local folders only. Copy "
+            f"the sweep first (e.g. `aws s3 sync {text} ./runs/NAME` or `gsutil -m rsync -r "
+            f"{text} ./runs/NAME`), then run `cnn-tune report ./runs/NAME`"
+        )
+    path = Path(text).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(
+            f"report: {text!r} is not a folder; pass a sweep folder, <storage>/<name>, "
+            "as printed by `cnn-tune run`"
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class _Derived:
+    """What several sections need, computed once."""
+
+    milestones: list[int]  # the scheduler's decision epochs (ASHA rungs, median grace)
+    columns: list[Column]  # tuned parameters, one value per leaderboard row
+    scores: list[float | None]  # best metric per leaderboard row
+    importance: Importance
+    rungs: list[RungCount]
+
+
+def _derive(view: SweepView) -> _Derived:
+    milestones = decision_epochs(view.experiment.scheduler, view.experiment.max_epochs)
+    columns = parameter_columns([t.tuned for t in view.trials])
+    scores = [t.best for t in view.trials]
+    return _Derived(
+        milestones=milestones,
+        columns=columns,
+        scores=scores,
+        importance=hyperparameter_importance(columns, scores),
+        rungs=rung_counts([(t.epochs, t.status) for t in view.trials], milestones),
+    )
+
+
+def _images(view: SweepView, derived: _Derived) -> dict[str, html.Image | None]:
+    """Every PNG of the report, by name, drawn once."""
+    test = (view.summary or {}).get("test") or {}
+    best = view.best
+    stopping = view.experiment.scheduler.name in STOPPING_SCHEDULERS
+    figures = {
+        "learning_curves": plots.learning_curves_figure(view, derived.milestones),
+        "lr_batch_size": plots.lr_batch_figure(view),
+        "importance": plots.importance_figure(derived.importance, view.metric),
+        "scheduler_stops": plots.scheduler_stops_figure(view, derived.milestones)
+        if stopping
+        else None,
+        "pbt_lineage": plots.lineage_figure(view),
+        "best_trial_curves": plots.best_trial_figure(best) if best is not None else None,
+        "test_per_class": plots.per_class_figure(
+            test["per_class_accuracy"], test["accuracy"], test.get("accuracy_ci95", [0, 0])
+        )
+        if test.get("per_class_accuracy")
+        else None,
+    }
+    return {
+        name: html.Image(f"{name}.png", plots.png_bytes(figure), name.replace("_", " "))
+        if figure is not None
+        else None
+        for name, figure in figures.items()
+    }
+
+
+def _page(view: SweepView, derived: _Derived, images: dict[str, html.Image | None]) -> str:
+    charts = {
+        "curves": interactive.curves_chart(view),
+        "lr_batch": interactive.lr_batch_chart(view),
+        "parallel": interactive.parallel_chart(
+            derived.columns, derived.scores, view.metric, view.mode
+        ),
+    }
+    fragments = {
+        name: interactive.fragment(chart, f"chart-{name}") if chart is not None else None
+        for name, chart in charts.items()
+    }
+    sections = [
+        html.overview_section(view),
+        html.leaderboard_section(view),
+        html.test_section(view, images["test_per_class"]),
+        html.curves_section(images["learning_curves"], fragments["curves"]),
+        html.hyperparameter_section(
+            images["lr_batch_size"],
+            fragments["lr_batch"],
+            fragments["parallel"],
+            derived.importance,
+            images["importance"],
+        ),
+        html.scheduler_section(
+            view, images["scheduler_stops"], derived.rungs, images["pbt_lineage"]
+        ),
+        html.diagnosis_section(view, images["best_trial_curves"]),
+    ]
+    title = f"cnn-tune report: {view.experiment.name}"
+    return html.page(title, interactive.plotly_js(), sections)

@@ -1,0 +1,298 @@
+"""What the report reads from a sweep folder, finished or still running.
+
+Tune's own `ExperimentAnalysis` gives the trials (status, config, last result) and their
+per-epoch rows from progress.csv; it needs no running Ray. summary.json, written once the
+sweep has finished, adds the test result and is the source of the best trial and the PBT
+lineage; before that, the lineage is merged from each trial's latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from ray import tune
+from ray.tune.experiment import Trial
+
+from trainables import metrics as m
+from trainables.checkpoint import load_checkpoint
+from trainables.config import TrainConfig, flatten
+from trainables.loop import merge_lineage
+from tuning import space
+from tuning.diagnosis import Diagnosis, diagnose
+from tuning.errors import ConfigError
+from tuning.experiment import Experiment, validate_experiment
+from tuning.results import SUMMARY_FILE, classify_status
+from tuning.runner import EXPERIMENT_FILE
+from tuning.yaml_io import parse_yaml_mapping
+
+logger = logging.getLogger(__name__)
+
+# Tune's states of a trial that has not ended, as the report names them.
+_UNFINISHED = {"RUNNING": "running", "PENDING": "pending", "PAUSED": "paused"}
+# How each status reads in the report.
+STATUS_LABELS = {
+    "completed": "completed",
+    "stopped_early": "stopped by scheduler",
+    "early_stopped": "early-stopped (own patience)",
+    "diverged": "diverged",
+    "error": "error",
+    "infeasible": "infeasible",
+    "running": "running",
+    "pending": "pending",
+    "paused": "paused",
+}
+# Statuses whose trials may lead the sweep (as in tuning.results, plus unfinished ones).
+_ELIGIBLE = ("completed", "stopped_early", "early_stopped", "running", "paused")
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """One trial as the report shows it."""
+
+    trial_id: str
+    status: str  # classify_status's names, or running / pending / paused
+    tuned: dict[str, Any]  # dotted path -> value, only the tuned parameters
+    config: dict[str, Any]  # the whole training config, flattened to dotted paths
+    history: list[dict[str, Any]]  # one row per epoch, in epoch order
+    epochs: int
+    planned_epochs: int
+    best: float | None  # best finite metric over its epochs (None if diverged or none)
+    best_epoch: int | None
+    last: float | None  # the metric at its last epoch
+    error: str | None
+    diagnosis: Diagnosis
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """Everything the report shows about one sweep."""
+
+    directory: Path
+    experiment: Experiment
+    trials: list[TrialView]  # the leaderboard: best first, trials without a metric last
+    lineage: list[dict[str, Any]]  # PBT exploits: trial_id, donor, epoch, new_values
+    summary: dict[str, Any] | None  # summary.json; None while the sweep runs
+
+    @property
+    def metric(self) -> str:
+        return self.experiment.metric
+
+    @property
+    def mode(self) -> str:
+        return self.experiment.resolved_mode
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def best(self) -> TrialView | None:
+        """The summary's best trial, or while running the leader among eligible trials."""
+        if self.summary is not None:
+            wanted = self.summary.get("best", {}).get("trial_id")
+            return next((t for t in self.trials if t.trial_id == wanted), None)
+        return next((t for t in self.trials if t.best is not None and t.status in _ELIGIBLE), None)
+
+
+@dataclass(frozen=True)
+class LrBatchPoint:
+    """A trial's learning rate and batch size, as configured (for PBT: its latest config)."""
+
+    trial: TrialView
+    lr: float
+    batch_size: float
+
+
+def lr_batch_points(trials: list[TrialView]) -> list[LrBatchPoint]:
+    """Trials whose optimizer.lr and batch_size are both positive numbers."""
+    points = []
+    for trial in trials:
+        lr, batch_size = trial.config.get("optimizer.lr"), trial.config.get(m.BATCH_SIZE)
+        if is_finite(lr) and is_finite(batch_size) and min(lr, batch_size) > 0:
+            points.append(LrBatchPoint(trial, float(lr), float(batch_size)))
+    return points
+
+
+def load_sweep(directory: Path) -> SweepView:
+    """Read the sweep folder `directory` (local), raising ConfigError if it is not one."""
+    experiment = _read_experiment(directory)
+    analysis = _analysis(directory)
+    summary = _read_summary(directory)
+    num_classes = _num_classes(summary, analysis.trials)
+    trials = [
+        _trial_view(trial, analysis.trial_dataframes.get(trial.trial_id), experiment, num_classes)
+        for trial in analysis.trials
+    ]
+    lineage: list[dict[str, Any]] = []
+    if experiment.scheduler.name in ("pbt", "pb2"):  # report_analysis.POPULATION_SCHEDULERS
+        lineage = summary["lineage"] if summary else _lineage(analysis.trials)
+    return SweepView(
+        directory, experiment, _ranked(trials, experiment.resolved_mode), lineage, summary
+    )
+
+
+def _read_experiment(directory: Path) -> Experiment:
+    path = directory / EXPERIMENT_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"report: {str(directory)!r} is not a cnn-tune sweep folder (no {EXPERIMENT_FILE}); "
+            "pass the folder <storage>/<name> that `cnn-tune run` printed"
+        )
+    return validate_experiment(parse_yaml_mapping(path.read_text(), EXPERIMENT_FILE))
+
+
+def _analysis(directory: Path) -> tune.ExperimentAnalysis:
+    try:
+        return tune.ExperimentAnalysis(str(directory))
+    except ValueError as error:  # no experiment_state-*.json yet
+        raise ConfigError(
+            f"report: {str(directory)!r} holds no Ray Tune experiment state yet; wait until "
+            "the sweep has started its first trial, or pass another sweep folder"
+        ) from error
+
+
+def _read_summary(directory: Path) -> dict[str, Any] | None:
+    path = directory / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    summary: dict[str, Any] = json.loads(path.read_text())
+    return summary
+
+
+def _trial_view(
+    trial: Trial, frame: Any, experiment: Experiment, num_classes: int | None
+) -> TrialView:
+    metric, mode = experiment.metric, experiment.resolved_mode
+    history = epoch_rows(frame.to_dict("records") if frame is not None else [])
+    config = dict(trial.config or {})
+    epochs = len(history)
+    planned = TrainConfig.model_validate(config).epochs if config else experiment.max_epochs
+    last_result = trial.last_result or {}
+    status = _UNFINISHED.get(trial.status) or classify_status(
+        trial.status == "ERROR", last_result, epochs, planned
+    )
+    best, best_epoch = best_epoch_of(history, metric, mode)
+    last = history[-1].get(metric) if history else None
+    last_value = float(last) if last is not None and is_finite(last) else None
+    return TrialView(
+        trial_id=trial.trial_id,
+        status=status,
+        tuned=space.tuned_values(config, space.tuned_paths(experiment.train)),
+        config=flatten(config),
+        history=history,
+        epochs=epochs,
+        planned_epochs=planned,
+        best=best,
+        best_epoch=best_epoch,
+        last=last_value,
+        error=_error_text(trial, last_result),
+        diagnosis=diagnose(history, num_classes),
+    )
+
+
+def epoch_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per epoch, in epoch order, keeping the latest row of a repeated epoch.
+
+    A PBT trial that exploits a donor behind it trains some epochs again; the history the
+    trial ends with is the one its final model went through.
+    """
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        epoch = row.get(m.EPOCH)
+        if epoch is not None and is_finite(epoch):
+            by_epoch[int(epoch)] = row
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def best_epoch_of(
+    history: list[dict[str, Any]], metric: str, mode: str
+) -> tuple[float | None, int | None]:
+    """The best finite value of `metric` and its epoch; (None, None) for a diverged trial."""
+    if any(is_true(row.get(m.DIVERGED)) for row in history):
+        return None, None
+    scored = [
+        (float(row[metric]), int(row[m.EPOCH])) for row in history if is_finite(row.get(metric))
+    ]
+    if not scored:
+        return None, None
+    sign = 1.0 if mode == "max" else -1.0
+    value, epoch = max(scored, key=lambda pair: (sign * pair[0], -pair[1]))
+    return value, epoch
+
+
+def _ranked(trials: list[TrialView], mode: str) -> list[TrialView]:
+    sign = -1.0 if mode == "max" else 1.0
+    return sorted(
+        trials,
+        key=lambda t: (
+            t.best is None or t.status == "diverged",
+            sign * (t.best or 0.0),
+            t.trial_id,
+        ),
+    )
+
+
+def _error_text(trial: Trial, last_result: dict[str, Any]) -> str | None:
+    """The last line of the trial's error.txt, or why it was infeasible."""
+    if last_result.get(m.INFEASIBLE):
+        return str(last_result[m.INFEASIBLE])
+    name = trial.run_metadata.error_filename
+    path = Path(trial.path or "") / name if name else None
+    if path is None or not path.is_file():
+        return "failed (no error file)" if trial.status == "ERROR" else None
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else None
+
+
+def _num_classes(summary: dict[str, Any] | None, trials: list[Trial]) -> int | None:
+    """Classes of the dataset: from the test result, else from any trial's checkpoint."""
+    per_class = (summary or {}).get("test", {}).get("per_class_accuracy")
+    if per_class:
+        return len(per_class)
+    for trial in trials:
+        state = _latest_state(trial)
+        if state is not None:
+            return int(state["data_info"]["num_classes"])
+    return None
+
+
+def _lineage(trials: list[Trial]) -> list[dict[str, Any]]:
+    """PBT exploits of a running sweep, merged from every trial's latest checkpoint."""
+    states = [_latest_state(trial) for trial in trials]
+    return merge_lineage(*(list(s.get("lineage", [])) for s in states if s is not None))
+
+
+def _latest_state(trial: Trial) -> dict[str, Any] | None:
+    checkpoint = trial.checkpoint
+    if checkpoint is None:
+        return None
+    try:
+        return load_checkpoint(checkpoint.path)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:  # written right now
+        logger.warning("report: skipping checkpoint %s: %s", checkpoint.path, error)
+        return None
+
+
+def finite_series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """(epochs, values) of `key` for plotting: non-finite values and diverged epochs left out."""
+    pairs = [
+        (float(row[m.EPOCH]), float(row[key]))
+        for row in history
+        if is_finite(row.get(key)) and not is_true(row.get(m.DIVERGED))
+    ]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def is_finite(value: Any) -> TypeGuard[float]:
+    """A real number that is neither NaN nor infinite (booleans are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_true(value: Any) -> bool:
+    """A flag from progress.csv: True, 1 or "True"."""
+    return value in (True, 1, "True", "true")

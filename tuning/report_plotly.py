@@ -1,0 +1,196 @@
+"""The report's interactive charts, as plotly HTML fragments without plotly.js.
+
+The page inlines plotly.js once (`plotly_js`); each fragment is a <div> plus the small
+script that draws into it, so the report opens offline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from trainables import metrics as m
+from tuning.report_analysis import Column
+from tuning.report_data import (
+    STATUS_LABELS,
+    SweepView,
+    TrialView,
+    finite_series,
+    lr_batch_points,
+)
+
+# plotly marker symbols for a trial's last point, matching report_plots.END_MARKERS.
+END_SYMBOLS = {
+    "completed": "circle",
+    "stopped_early": "x",
+    "early_stopped": "square-open",
+    "diverged": "triangle-down",
+    "error": "x-thin-open",
+    "infeasible": "x-thin-open",
+    "running": "triangle-right",
+    "paused": "line-ns-open",
+    "pending": "circle-open",
+}
+_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def plotly_js() -> str:
+    """plotly.js itself, to inline once in the page."""
+    from plotly.offline import get_plotlyjs
+
+    return str(get_plotlyjs())
+
+
+def fragment(figure: go.Figure, div_id: str, height_px: int = 460) -> str:
+    """The figure as a <div> and its drawing script, without plotly.js."""
+    return str(
+        figure.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            config=_CONFIG,
+            div_id=div_id,
+            default_height=f"{height_px}px",
+        )
+    )
+
+
+def curves_chart(view: SweepView) -> go.Figure | None:
+    """val_acc and val_loss per epoch for every trial; click a legend entry to hide one."""
+    trials = [t for t in view.trials if t.history]
+    if not trials:
+        return None
+    figure = make_subplots(
+        rows=1, cols=2, subplot_titles=("validation accuracy", "validation loss")
+    )
+    best = view.best
+    for trial in trials:
+        is_best = best is not None and trial.trial_id == best.trial_id
+        for col, key in ((1, m.VAL_ACC), (2, m.VAL_LOSS)):
+            epochs, values = finite_series(trial.history, key)
+            symbols = ["circle"] * (len(epochs) - 1) + [END_SYMBOLS[trial.status]]
+            figure.add_trace(
+                go.Scatter(
+                    x=epochs,
+                    y=values,
+                    mode="lines+markers",
+                    name=trial.trial_id,
+                    legendgroup=trial.trial_id,
+                    showlegend=col == 1,
+                    line={"width": 4 if is_best else 1.5},
+                    marker={"symbol": symbols, "size": [4] * (len(epochs) - 1) + [11]},
+                    hovertemplate=f"{trial.trial_id} ({STATUS_LABELS[trial.status]})<br>"
+                    f"epoch %{{x}}<br>{key} %{{y:.4f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    figure.update_xaxes(title_text="epoch")
+    figure.update_yaxes(title_text=m.VAL_ACC, row=1, col=1)
+    figure.update_yaxes(title_text=m.VAL_LOSS, type="log", row=1, col=2)
+    figure.update_layout(margin={"t": 40, "b": 40}, legend={"title": {"text": "trial"}})
+    return figure
+
+
+def lr_batch_chart(view: SweepView) -> go.Figure | None:
+    """Learning rate against batch size, coloured by best metric, hover shows the trial."""
+    points = lr_batch_points(view.trials)
+    if not points:
+        return None
+    figure = go.Figure(
+        go.Scatter(
+            x=[p.lr for p in points],
+            y=[p.batch_size for p in points],
+            mode="markers",
+            marker={
+                "size": 14,
+                "color": [p.trial.best if p.trial.best is not None else math.nan for p in points],
+                "colorscale": "Viridis",
+                "reversescale": view.mode == "min",
+                "showscale": True,
+                "colorbar": {"title": {"text": f"best {view.metric}"}},
+                "line": {"width": 1, "color": "black"},
+            },
+            text=[_hover(p.trial, view.metric) for p in points],
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
+    figure.update_xaxes(type="log", title_text="learning rate (optimizer.lr)")
+    figure.update_yaxes(
+        type="log", title_text="batch size", tickvals=sorted({p.batch_size for p in points})
+    )
+    figure.update_layout(margin={"t": 30, "b": 40})
+    return figure
+
+
+def parallel_chart(
+    columns: Sequence[Column], scores: Sequence[float | None], metric: str, mode: str
+) -> go.Figure | None:
+    """Parallel coordinates over every tuned parameter, coloured by the best metric.
+
+    Categories appear as labelled ticks; a conditional parameter a trial lacks sits on an
+    "n/a" tick below the others; trials without a score are left out.
+    """
+    rows = [i for i, s in enumerate(scores) if s is not None and math.isfinite(s)]
+    if not columns or not rows:
+        return None
+    dimensions = [_dimension(column, rows) for column in columns]
+    values = [float(scores[i]) for i in rows]  # type: ignore[arg-type]
+    dimensions.append({"label": f"best {metric}", "values": values})
+    figure = go.Figure(
+        go.Parcoords(
+            line={
+                "color": values,
+                "colorscale": "Viridis",
+                "reversescale": mode == "min",
+                "showscale": True,
+                "colorbar": {"title": {"text": metric}},
+            },
+            dimensions=dimensions,
+        )
+    )
+    figure.update_layout(margin={"t": 60, "l": 60, "r": 60, "b": 30})
+    return figure
+
+
+def _dimension(column: Column, rows: list[int]) -> dict[str, Any]:
+    """One parcoords axis: log10 for wide positive ranges, ticks for categories and n/a."""
+    raw = [column.values[i] for i in rows]
+    if column.is_categorical:
+        labels = list(column.categories or [])
+        codes = [-1.0 if v is None else v for v in raw]
+        ticks = ([-1.0] if -1.0 in codes else []) + [float(i) for i in range(len(labels))]
+        text = (["n/a"] if -1.0 in codes else []) + labels
+        low = min(ticks)
+        return {
+            "label": column.name,
+            "values": codes,
+            "tickvals": ticks,
+            "ticktext": text,
+            "range": [low - 0.2, len(labels) - 0.8],
+        }
+    present = [v for v in raw if v is not None]
+    scale = (lambda v: math.log10(v)) if column.log_scale else (lambda v: v)
+    scaled = [scale(v) for v in present] or [0.0]
+    low, high = min(scaled), max(scaled)
+    missing = low - 0.15 * (high - low or 1.0)
+    values = [missing if v is None else scale(v) for v in raw]
+    ticks = [low + (high - low) * k / 4 for k in range(5)] if high > low else [low]
+    text = [f"{10**t:.3g}" if column.log_scale else f"{t:.3g}" for t in ticks]
+    if None in raw:
+        ticks, text = [missing, *ticks], ["n/a", *text]
+    label = f"{column.name} (log)" if column.log_scale else column.name
+    return {"label": label, "values": values, "tickvals": ticks, "ticktext": text}
+
+
+def _hover(trial: TrialView, metric: str) -> str:
+    score = f"{trial.best:.4f}" if trial.best is not None else "none"
+    tuned = "<br>".join(f"{k} = {_short(v)}" for k, v in sorted(trial.tuned.items()))
+    return f"{trial.trial_id} ({STATUS_LABELS[trial.status]})<br>best {metric} {score}<br>{tuned}"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
