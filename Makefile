@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cnn-tune-installed
 
-.PHONY: install tune test lint typecheck lock clean
+.PHONY: install tune test browser lint typecheck lock clean
 
 install: $(STAMP)
 
@@ -19,8 +19,23 @@ $(STAMP): pyproject.toml constraints.txt
 tune: $(STAMP)
 	$(BIN)/cnn-tune run digits
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The report test opens the HTML report in headless Chromium (Debian's chromium package)
+# and screenshots it. Nothing to do when chromium is on PATH; otherwise install it with
+# apt (as root, or through passwordless sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "make browser: chromium is not installed and installing it needs root;" \
+	  "run: sudo apt-get install chromium (Debian/Ubuntu), then make test" >&2; exit 1; fi; \
+	command -v apt-get >/dev/null 2>&1 || { echo "make browser: no apt-get here;" \
+	  "install Chromium with your package manager so that 'chromium' is on PATH" >&2; exit 1; }; \
+	echo "make browser: installing chromium with apt-get"; \
+	$$SUDO apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check tuning trainables schedulers tests scripts
