@@ -35,6 +35,14 @@ REPORT_FOLDER = "report"  # default output, inside the sweep folder
 INDEX_FILE = "index.html"
 
 
+@dataclass(frozen=True)
+class Report:
+    """A rendered report: the page, and the PNGs it embeds (also written beside it)."""
+
+    html: str
+    images: dict[str, bytes]  # file name -> PNG bytes
+
+
 def write_report(directory: str | Path, output: str | Path | None = None) -> Path:
     """Write the report of the sweep in `directory`; return the path of index.html.
 
@@ -47,22 +55,25 @@ def write_report(directory: str | Path, output: str | Path | None = None) -> Pat
     """
     sweep_dir = _local_sweep_folder(directory)
     logger.info("report: reading %s", sweep_dir)
-    view = load_sweep(sweep_dir)
+    report = render_report(load_sweep(sweep_dir))
     target = Path(output).expanduser().resolve() if output else sweep_dir / REPORT_FOLDER
     target.mkdir(parents=True, exist_ok=True)
-    derived = _derive(view)
-    images = _images(view, derived)
-    for image in images.values():
-        if image is not None:
-            (target / image.filename).write_bytes(image.data)
+    for filename, data in report.images.items():
+        (target / filename).write_bytes(data)
     index = target / INDEX_FILE
-    index.write_text(_page(view, derived, images), encoding="utf-8")
-    logger.info(
-        "report: %d trials, %d figures",
-        len(view.trials),
-        sum(i is not None for i in images.values()),
-    )
+    index.write_text(report.html, encoding="utf-8")
     return index
+
+
+def render_report(view: SweepView) -> Report:
+    """Draw every figure of `view` and assemble the page."""
+    derived = _derive(view)
+    logger.info("report: drawing figures for %d trials", len(view.trials))
+    images = _images(view, derived)
+    return Report(
+        html=_page(view, derived, images),
+        images={i.filename: i.data for i in images.values() if i is not None},
+    )
 
 
 def _local_sweep_folder(directory: str | Path) -> Path:

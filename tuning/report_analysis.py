@@ -26,7 +26,8 @@ def asha_milestones(
 ) -> list[int]:
     """Epochs at which ASHA compares trials: grace_period * reduction_factor**(k + s).
 
-    Mirrors Ray's ASHA bracket `s` (0 .. brackets - 1): milestones up to `max_t`, sorted.
+    Mirrors the rungs of Ray's ASHA brackets `s` = 0 .. brackets - 1: the milestones up to
+    `max_t`, as whole epochs, sorted.
 
     Raises:
         ValueError: a non-positive grace period or max_t, or a reduction factor <= 1.
@@ -39,7 +40,10 @@ def asha_milestones(
     milestones: set[int] = set()
     for s in range(brackets):
         rungs = int(math.log(max_t / grace_period) / math.log(reduction_factor) - s + 1)
-        milestones.update(round(grace_period * reduction_factor ** (k + s)) for k in range(rungs))
+        # A fractional milestone (reduction_factor 1.5) is decided at the next whole epoch.
+        milestones.update(
+            math.ceil(grace_period * reduction_factor ** (k + s) - 1e-9) for k in range(rungs)
+        )
     return sorted(t for t in milestones if t <= max_t)
 
 

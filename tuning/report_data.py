@@ -1,9 +1,10 @@
 """What the report reads from a sweep folder, finished or still running.
 
-Tune's own `ExperimentAnalysis` gives the trials (status, config, last result) and their
-per-epoch rows from progress.csv; it needs no running Ray. summary.json, written once the
-sweep has finished, adds the test result and is the source of the best trial and the PBT
-lineage; before that, the lineage is merged from each trial's latest checkpoint.
+Tune's own `ExperimentAnalysis` gives the trials (status, config, last result) from its
+experiment state, with no running Ray; each trial's per-epoch rows come from its
+progress.csv. summary.json, written once the sweep has finished, adds the test result and
+is the source of the best trial and the PBT lineage; before that, the lineage is merged
+from each trial's latest checkpoint.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
+import pandas as pd
 from ray import tune
 from ray.tune.experiment import Trial
+from ray.tune.result import EXPR_PROGRESS_FILE
 
 from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint
@@ -46,8 +49,9 @@ STATUS_LABELS = {
     "pending": "pending",
     "paused": "paused",
 }
-# Statuses whose trials may lead the sweep (as in tuning.results, plus unfinished ones).
-_ELIGIBLE = ("completed", "stopped_early", "early_stopped", "running", "paused")
+# Statuses whose trials may lead the sweep (as in tuning.results, plus unfinished ones:
+# a PBT trial waiting its turn is "pending" with epochs behind it).
+_ELIGIBLE = ("completed", "stopped_early", "early_stopped", "running", "paused", "pending")
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ def load_sweep(directory: Path) -> SweepView:
     summary = _read_summary(directory)
     num_classes = _num_classes(summary, analysis.trials)
     trials = [
-        _trial_view(trial, analysis.trial_dataframes.get(trial.trial_id), experiment, num_classes)
+        _trial_view(trial, _progress_rows(trial, analysis), experiment, num_classes)
         for trial in analysis.trials
     ]
     lineage: list[dict[str, Any]] = []
@@ -165,10 +169,10 @@ def _read_summary(directory: Path) -> dict[str, Any] | None:
 
 
 def _trial_view(
-    trial: Trial, frame: Any, experiment: Experiment, num_classes: int | None
+    trial: Trial, rows: list[dict[str, Any]], experiment: Experiment, num_classes: int | None
 ) -> TrialView:
     metric, mode = experiment.metric, experiment.resolved_mode
-    history = epoch_rows(frame.to_dict("records") if frame is not None else [])
+    history = epoch_rows(rows)
     config = dict(trial.config or {})
     epochs = len(history)
     planned = TrainConfig.model_validate(config).epochs if config else experiment.max_epochs
@@ -193,6 +197,25 @@ def _trial_view(
         error=_error_text(trial, last_result),
         diagnosis=diagnose(history, num_classes),
     )
+
+
+def _progress_rows(trial: Trial, analysis: tune.ExperimentAnalysis) -> list[dict[str, Any]]:
+    """The trial's rows from its progress.csv, read now.
+
+    Tune snapshots its experiment state every ~10 s and its dataframes skip trials with
+    no result in that snapshot; the CSV is written with every epoch, so a running sweep's
+    curves are current. Tune's dataframe is the fallback when there is no CSV.
+    """
+    path = Path(trial.path or "") / EXPR_PROGRESS_FILE
+    if trial.path and path.is_file():
+        try:
+            frame = pd.read_csv(path, dtype={"trial_id": str})
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):  # being written right now
+            frame = pd.DataFrame()
+    else:
+        frame = analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame())
+    rows: list[dict[str, Any]] = frame.to_dict("records")
+    return rows
 
 
 def epoch_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,167 @@
+"""Rendering the report from a sweep view built by hand: every status, no Ray needed."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tuning.diagnosis import diagnose
+from tuning.experiment import validate_experiment
+from tuning.report import Report, render_report
+from tuning.report_analysis import parameter_columns
+from tuning.report_data import STATUS_LABELS, SweepView, TrialView, best_epoch_of
+from tuning.report_html import RUNNING_NOTE
+from tuning.report_plotly import parallel_chart
+
+EPOCHS = 6
+
+
+def history(val_accs: list[float], diverged_at: int | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for epoch, acc in enumerate(val_accs, start=1):
+        rows.append(
+            {
+                "epoch": epoch,
+                "train_acc": min(1.0, acc + 0.02),
+                "val_acc": acc,
+                "train_loss": 2.3 * (1 - acc) + 0.05,
+                "val_loss": 2.3 * (1 - acc) + 0.08,
+                "diverged": False,
+            }
+        )
+    if diverged_at is not None:
+        rows.append(
+            {
+                "epoch": diverged_at,
+                "train_acc": 0.0,
+                "val_acc": 0.0,
+                "train_loss": math.inf,
+                "val_loss": math.inf,
+                "diverged": True,
+            }
+        )
+    return rows
+
+
+def trial(
+    trial_id: str, status: str, rows: list[dict[str, Any]], tuned: dict[str, Any]
+) -> TrialView:
+    best, best_epoch = best_epoch_of(rows, "val_acc", "max")
+    finite_last = rows[-1]["val_acc"] if rows and not rows[-1]["diverged"] else None
+    return TrialView(
+        trial_id=trial_id,
+        status=status,
+        tuned=tuned,
+        config={"optimizer.lr": tuned["optimizer.lr"], "batch_size": tuned["batch_size"], **tuned},
+        history=rows,
+        epochs=len(rows),
+        planned_epochs=EPOCHS,
+        best=best,
+        best_epoch=best_epoch,
+        last=finite_last,
+        error="RuntimeError: boom" if status == "error" else None,
+        diagnosis=diagnose(rows, num_classes=10),
+    )
+
+
+def sgd(lr: float, batch_size: int, momentum: float) -> dict[str, Any]:
+    return {
+        "optimizer.name": "sgd",
+        "optimizer.lr": lr,
+        "optimizer.momentum": momentum,
+        "batch_size": batch_size,
+    }
+
+
+def adam(lr: float, batch_size: int) -> dict[str, Any]:
+    return {"optimizer.name": "adam", "optimizer.lr": lr, "batch_size": batch_size}
+
+
+@pytest.fixture(scope="module")
+def view(small_experiment) -> SweepView:
+    raw = small_experiment(scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2})
+    raw["train"]["epochs"] = EPOCHS
+    trials = [
+        trial("t_completed", "completed", history([0.3, 0.5, 0.7, 0.8, 0.85, 0.9]), adam(3e-3, 64)),
+        trial("t_stopped", "stopped_early", history([0.2, 0.3]), sgd(1e-2, 32, 0.9)),
+        trial("t_patience", "early_stopped", history([0.1, 0.1, 0.1]), adam(1e-5, 128)),
+        trial("t_diverged", "diverged", history([0.2], diverged_at=2), sgd(3.0, 16, 0.5)),
+        trial("t_error", "error", [], adam(1e-3, 16)),
+        trial("t_running", "running", history([0.3, 0.6, 0.7, 0.75]), sgd(5e-2, 64, 0.8)),
+        trial("t_paused", "paused", history([0.25, 0.4]), adam(2e-3, 32)),
+        trial("t_pending", "pending", [], sgd(1e-3, 128, 0.6)),
+    ]
+    ranked = sorted(trials, key=lambda t: (t.best is None, -(t.best or 0.0)))
+    return SweepView(Path("/nowhere/sweep"), validate_experiment(raw), ranked, [], None)
+
+
+@pytest.fixture(scope="module")
+def report(view) -> Report:
+    return render_report(view)
+
+
+def test_render_report_draws_every_figure_of_a_running_sweep_with_every_status(report):
+    assert set(report.images) == {
+        "learning_curves.png",
+        "lr_batch_size.png",
+        "scheduler_stops.png",
+        "best_trial_curves.png",
+    }
+    for name, data in report.images.items():
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = np.asarray(image.convert("RGB"), dtype=float)
+        assert pixels.std() > 10, name
+
+
+def test_render_report_lists_every_status_and_says_there_is_no_test_result_yet(report):
+    html = report.html
+
+    assert RUNNING_NOTE in html
+    for status in (
+        "completed",
+        "stopped_early",
+        "early_stopped",
+        "diverged",
+        "error",
+        "running",
+        "paused",
+        "pending",
+    ):
+        assert f'class="status-{status}">{STATUS_LABELS[status]}</span>' in html
+    assert "RuntimeError: boom" in html
+    assert "too few trials" in html  # 6 scored trials
+
+
+def test_render_report_highlights_the_leader_of_a_running_sweep(report):
+    html = report.html
+    assert '<tr class="best"><td>1</td><td>t_completed</td>' in html
+    assert "<h3>Best trial t_completed:" in html
+
+
+def test_render_report_escapes_values_into_html(view):
+    hostile = trial("t_<b>", "completed", history([0.1, 0.2, 0.3]), adam(1e-3, 64))
+    hostile.tuned["optimizer.name"] = "<script>alert(1)</script>"
+    html = render_report(SweepView(view.directory, view.experiment, [hostile], [], None)).html
+    assert "<script>alert(1)</script>" not in html and "t_&lt;b&gt;" in html
+
+
+def test_parallel_chart_puts_missing_conditionals_on_an_n_a_tick(view):
+    columns = parameter_columns([t.tuned for t in view.trials])
+    figure = parallel_chart(columns, [t.best for t in view.trials], "val_acc", "max")
+
+    assert figure is not None
+    dimensions = {d.label: d for d in figure.data[0].dimensions}
+    assert "n/a" in dimensions["optimizer.momentum"].ticktext
+    assert list(dimensions["optimizer.name"].ticktext) == ["adam", "sgd"]
+    assert dimensions["optimizer.lr (log)"].values is not None
+
+
+def test_parallel_chart_without_scored_trials_is_none():
+    columns = parameter_columns([{"lr": 0.1}])
+    assert parallel_chart(columns, [None], "val_acc", "max") is None
