@@ -255,9 +255,7 @@ def _run_config(
         # keeps every row, and Tune reads it when there is no result.json.
         callbacks=[
             CSVLoggerCallback(),  # progress.csv: one row per reported epoch
-            TensorBoardLogger(
-                experiment.metric, experiment.resolved_mode, space.tuned_paths(experiment.train)
-            ),
+            TensorBoardLogger(experiment.metric, experiment.resolved_mode, experiment.train),
             *callbacks,
         ],
         verbose=1,

@@ -194,3 +194,4 @@ def test_sweep_to_a_storage_uri_writes_everything_there(ray_two_cpus, small_expe
     assert (written / "cnn-tune-experiment.yaml").is_file()
     assert len(trial_dirs(written)) == 2
     assert all(list(d.glob("events.out.tfevents.*")) for d in trial_dirs(written))
+    assert list(written.glob("events.out.tfevents.*"))  # the HParams experiment, at the root
