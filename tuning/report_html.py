@@ -141,30 +141,71 @@ def leaderboard_section(view: SweepView) -> str:
 
 
 def test_section(view: SweepView, per_class_image: Image | None) -> str:
-    """The held-out test result of the best trial, or why there is none yet."""
-    test = (view.summary or {}).get("test")
+    """The held-out test result of the final model(s), or why there is none yet."""
+    summary = view.summary or {}
+    test = summary.get("test")
     if not test:
         return f'<h2>Test result</h2><p class="warn">{RUNNING_NOTE}.</p>'
-    best = view.summary["best"] if view.summary else {}
+    best = summary.get("best", {})
     low, high = test.get("accuracy_ci95", [float("nan")] * 2)
     lines = [
         f"Best trial <b>{escape(str(best.get('trial_id')))}</b>: {escape(view.metric)} = "
-        f"{_fmt(best.get(view.metric))} at epoch {_fmt(best.get('best_epoch'))}; its checkpoint "
-        f"of epoch {_fmt(best.get('checkpoint_epoch'))} was evaluated once on the test split.",
+        f"{_fmt(best.get(view.metric))} at epoch {_fmt(best.get('best_epoch'))}.",
+        escape(_final_model_text(summary.get("final"), best)),
         f"Test accuracy <b>{test['accuracy']:.4f}</b> (95% CI {low:.4f} - {high:.4f}), loss "
-        f"{_fmt(test.get('loss'))}, on {test.get('num_examples')} examples.",
+        f"{escape(_fmt(test.get('loss')))}, on {escape(_fmt(test.get('num_examples')))} examples.",
     ]
+    spread = test.get("seed_spread")
+    if spread:
+        lines.append(
+            f"Over {spread['seeds']} seeds: std {_fmt(spread['std'])}, min "
+            f"{_fmt(spread['min'])}, max {_fmt(spread['max'])} (training randomness)."
+        )
     html = "<h2>Test result</h2>" + "".join(f"<p>{line}</p>" for line in lines)
+    html += _final_models_table(test.get("models") or [])
     per_class = test.get("per_class_accuracy") or {}
     if per_class:
         html += _table(["class", "accuracy"], [[c, _fmt(a)] for c, a in per_class.items()])
-    extra = {k: v for k, v in test.items() if k not in _KNOWN_TEST_KEYS}
+    extra = {k: v for k, v in test.items() if k not in _KNOWN_TEST_KEYS and _is_scalar(v)}
     if extra:
         html += _table(["more test fields", ""], [[k, _fmt(v)] for k, v in extra.items()])
     return html + (per_class_image.tag() if per_class_image else "")
 
 
-_KNOWN_TEST_KEYS = {"accuracy", "accuracy_ci95", "loss", "num_examples", "per_class_accuracy"}
+_KNOWN_TEST_KEYS = {
+    "accuracy",
+    "accuracy_ci95",
+    "loss",
+    "num_examples",
+    "per_class_accuracy",
+    "models",
+    "seed_spread",
+}
+_MODEL_COLUMNS = ("name", "seed", "epochs", "trained_on", "accuracy", "loss", "diverged")
+
+
+def _final_model_text(final: Mapping[str, Any] | None, best: Mapping[str, Any]) -> str:
+    """Which model the test split scored: the best checkpoint, or retrained seeds."""
+    models = (final or {}).get("models") or []
+    if final and final.get("protocol") == "retrain" and models:
+        seeds = ", ".join(str(m.get("seed")) for m in models)
+        return (
+            f"Final model: the best configuration retrained on train+val for "
+            f"{models[0].get('epochs')} epochs, seed(s) {seeds}; each tested once."
+        )
+    epoch = models[0].get("epochs") if models else best.get("checkpoint_epoch")
+    return f"Final model: the best trial's checkpoint of epoch {_fmt(epoch)}, tested once."
+
+
+def _final_models_table(models: Sequence[Mapping[str, Any]]) -> str:
+    if len(models) < 2:
+        return ""
+    rows = [[_fmt(model.get(column)) for column in _MODEL_COLUMNS] for model in models]
+    return _table(list(_MODEL_COLUMNS), rows)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
 
 
 def curves_section(image: Image | None, chart: str | None) -> str:

@@ -165,3 +165,49 @@ def test_parallel_chart_puts_missing_conditionals_on_an_n_a_tick(view):
 def test_parallel_chart_without_scored_trials_is_none():
     columns = parameter_columns([{"lr": 0.1}])
     assert parallel_chart(columns, [None], "val_acc", "max") is None
+
+
+def finished(view: SweepView, final: dict[str, Any], test: dict[str, Any]) -> SweepView:
+    best = view.trials[0]
+    summary = {
+        "best": {"trial_id": best.trial_id, "val_acc": best.best, "best_epoch": best.best_epoch},
+        "final": final,
+        "test": {
+            "accuracy": 0.9,
+            "accuracy_ci95": [0.85, 0.93],
+            "loss": 0.3,
+            "num_examples": 270,
+            "per_class_accuracy": {"0": 0.95, "1": 0.85},
+            **test,
+        },
+    }
+    return SweepView(view.directory, view.experiment, view.trials, [], summary)
+
+
+def test_test_section_names_the_best_checkpoint_it_tested(view):
+    model = {"name": "best_checkpoint", "seed": 0, "epochs": 5, "trained_on": "train"}
+    report = render_report(finished(view, {"protocol": "best_checkpoint", "models": [model]}, {}))
+
+    assert "Final model: the best trial&#x27;s checkpoint of epoch 5, tested once." in report.html
+    assert "0.9000</b> (95% CI 0.8500 - 0.9300)" in report.html
+    assert RUNNING_NOTE not in report.html and "test_per_class.png" in report.images
+
+
+def test_test_section_lists_every_retrained_seed_and_their_spread(view):
+    models = [
+        {"name": f"retrain_seed{s}", "seed": s, "epochs": 6, "trained_on": "train+val"}
+        for s in (0, 1)
+    ]
+    test = {
+        "models": [
+            {**m, "accuracy": a, "loss": 0.3} for m, a in zip(models, (0.88, 0.92), strict=True)
+        ],
+        "seed_spread": {"seeds": 2, "std": 0.0283, "min": 0.88, "max": 0.92},
+        "evaluations": 2,
+    }
+    html = render_report(finished(view, {"protocol": "retrain", "models": models}, test)).html
+
+    assert "retrained on train+val for 6 epochs, seed(s) 0, 1" in html
+    assert "<td>retrain_seed1</td><td>1</td><td>6</td><td>train+val</td><td>0.92</td>" in html
+    assert "Over 2 seeds: std 0.0283" in html
+    assert "<td>evaluations</td><td>2</td>" in html
