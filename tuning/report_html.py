@@ -214,8 +214,8 @@ def curves_section(image: Image | None, chart: str | None) -> str:
         return html + "<p>No trial has reported an epoch yet.</p>"
     html += (
         "<p>Each trial's last point shows how it ended: x = stopped by the scheduler, "
-        "red triangle = diverged (at its last finite value), square = its own early "
-        "stopping, filled triangle = still running. Dotted lines: scheduler rungs.</p>"
+        "red triangle = diverged (at its last finite value), open square = its own early "
+        "stopping, green arrow = still running. Dotted lines: scheduler rungs.</p>"
     )
     return html + image.tag() + _chart(chart)
 
