@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,3 +69,43 @@ def _small_experiment(**sections: Any) -> dict[str, Any]:
     }
     raw.update(sections)
     return raw
+
+
+@pytest.fixture(scope="session")
+def listening_addresses() -> Callable[[int], set[str]]:
+    """`f(pid)`: the IP addresses a process and its descendants accept TCP connections on."""
+    return _listening_addresses
+
+
+def _listening_addresses(root_pid: int) -> set[str]:
+    pids, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+            pids.add(int(child))
+            frontier.append(int(child))
+    sockets = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:  # the fd closed while we looked
+                continue
+            if target.startswith("socket:["):
+                sockets.add(target[8:-1])
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in sockets:  # 0A: LISTEN
+                addresses.add(_decode_address(fields[1].split(":")[0]))
+    return addresses
+
+
+def _decode_address(hex_ip: str) -> str:
+    raw = bytes.fromhex(hex_ip)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+    address = ipaddress.IPv6Address(words)
+    return str(address.ipv4_mapped or address)

@@ -220,7 +220,11 @@ def _is_finite(value: Any) -> bool:
 
 
 def _trial_id(result: tune.Result) -> str:
-    return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
+    """The trial's own id, from its folder `trial_<id>` (see the runner's trial names).
+
+    Not the last result's `trial_id`: after a PBT exploit that names the donor.
+    """
+    return Path(result.path).name.removeprefix("trial_")
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import ipaddress
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -59,42 +58,7 @@ def finished_trials(experiment_dir: Path) -> dict[str, int]:
     return done
 
 
-def listening_addresses(root_pid: int) -> set[str]:
-    """IP addresses that `root_pid` and its descendants accept TCP connections on."""
-    pids, frontier = {root_pid}, [root_pid]
-    while frontier:
-        parent = frontier.pop()
-        for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
-            pids.add(int(child))
-            frontier.append(int(child))
-    inodes = set()
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").glob("*"):
-            try:
-                target = os.readlink(fd)
-            except OSError:  # the fd closed while we looked
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    addresses = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                addresses.add(_decode_address(fields[1].split(":")[0]))
-    return addresses
-
-
-def _decode_address(hex_ip: str) -> str:
-    raw = bytes.fromhex(hex_ip)
-    if len(raw) == 4:
-        return str(ipaddress.IPv4Address(raw[::-1]))
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-    address = ipaddress.IPv6Address(words)
-    return str(address.ipv4_mapped or address)
-
-
-def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, listening_addresses):
     experiment_file = tmp_path / "sweep.yaml"
     experiment_file.write_text(yaml.safe_dump(SWEEP))
     experiment_dir = tmp_path / "runs" / "s"
@@ -125,7 +89,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     after = finished_trials(experiment_dir)
     assert len(after) == 6
     assert all(after[name] == rows for name, rows in finished_before.items())
-    assert "Test (held out, evaluated once)" in out
+    assert "Test (held out, evaluated once per final model)" in out
 
 
 def test_train_command_trains_one_config_without_ray(tmp_path, capsys):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -135,7 +134,7 @@ def test_tensorboard_session_of_a_diverged_trial_ends_in_failure(
     assert statuses == {"diverged": api_pb2.STATUS_FAILURE, "completed": api_pb2.STATUS_SUCCESS}
 
 
-def test_tensorboard_command_serves_scalars_and_hparams_of_every_trial(sweep):
+def test_tensorboard_command_serves_scalars_and_hparams_of_every_trial(sweep, listening_addresses):
     port = free_port()
     command = ["tensorboard", str(sweep.experiment_dir), "--port", str(port)]
     board = subprocess.Popen(
@@ -216,38 +215,3 @@ def session_groups_request(experiment: dict[str, Any]) -> dict[str, Any]:
         "startIndex": 0,
         "sliceSize": 100,
     }
-
-
-def listening_addresses(root_pid: int) -> set[str]:
-    """IP addresses that `root_pid` and its children (the data server) listen on (Linux)."""
-    pids, frontier = {root_pid}, [root_pid]
-    while frontier:
-        parent = frontier.pop()
-        for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
-            pids.add(int(child))
-            frontier.append(int(child))
-    sockets = set()
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").glob("*"):
-            try:
-                target = os.readlink(fd)
-            except OSError:  # the fd closed while we looked
-                continue
-            if target.startswith("socket:["):
-                sockets.add(target[8:-1])
-    addresses = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in sockets:  # 0A: LISTEN
-                addresses.add(decode_address(fields[1].split(":")[0]))
-    return addresses
-
-
-def decode_address(hex_ip: str) -> str:
-    raw = bytes.fromhex(hex_ip)
-    if len(raw) == 4:
-        return str(ipaddress.IPv4Address(raw[::-1]))
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-    address = ipaddress.IPv6Address(words)
-    return str(address.ipv4_mapped or address)
