@@ -61,6 +61,6 @@ def test_submit_refuses_bad_input_before_contacting_any_cluster(capsys):
     assert "train.optimizer.lr" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["bench_overhead", "bench_schedulers", "bench_gpu"])
+@pytest.mark.parametrize("name", ["bench_overhead", "bench_schedulers", "bench_gpu", "bench_final"])
 def test_benchmark_scripts_import_without_side_effects(name):
     assert callable(load(name).main)

@@ -274,7 +274,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 def _final_line(final: dict[str, Any]) -> str:
     models = final["models"]
     if final["protocol"] == "best_checkpoint":
-        return f"Final model: the best trial's checkpoint of epoch {models[0]['epochs']}"
+        return (
+            f"Final model: the best trial's best kept checkpoint, from epoch {models[0]['epochs']}"
+        )
     seeds = ", ".join(str(model["seed"]) for model in models)
     return (
         f"Final model: the best config retrained on train+val for {models[0]['epochs']} "
