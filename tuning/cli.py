@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, args.overrides)
     outcome = run_sweep(experiment, storage=args.storage, name=args.name, address=args.address)
     print(format_summary(outcome.summary))
-    print(f"Results: {outcome.location}  (summary.json; `cnn-tune tensorboard {outcome.location}`)")
+    _print_next_steps(outcome.location)
     return EXIT_OK
 
 
@@ -152,8 +152,15 @@ def _resume(args: argparse.Namespace) -> int:
 
     outcome = resume_sweep(args.directory, address=args.address)
     print(format_summary(outcome.summary))
-    print(f"Results: {outcome.location}")
+    _print_next_steps(outcome.location)
     return EXIT_OK
+
+
+def _print_next_steps(location: str) -> None:
+    print(f"Results: {location}  (summary.json)")
+    print(f"  report:      cnn-tune report {location}")
+    print(f"  TensorBoard: cnn-tune tensorboard {location}")
+    print(f"  best model:  cnn-tune export {location}")
 
 
 def _train(args: argparse.Namespace) -> int:
