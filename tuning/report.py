@@ -27,6 +27,7 @@ from tuning.report_analysis import (
     rung_counts,
 )
 from tuning.report_data import SweepView, load_sweep
+from tuning.report_parallel import parallel_coordinates_figure
 from tuning.storage import is_remote
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,9 @@ def _images(view: SweepView, derived: _Derived) -> dict[str, html.Image | None]:
     figures = {
         "learning_curves": plots.learning_curves_figure(view, derived.milestones),
         "lr_batch_size": plots.lr_batch_figure(view),
+        "parallel_coordinates": parallel_coordinates_figure(
+            derived.columns, derived.scores, view.metric, view.mode, _best_row(view)
+        ),
         "importance": plots.importance_figure(derived.importance, view.metric),
         "scheduler_stops": plots.scheduler_stops_figure(view, derived.milestones)
         if stopping
@@ -143,6 +147,13 @@ def _images(view: SweepView, derived: _Derived) -> dict[str, html.Image | None]:
         else None
         for name, figure in figures.items()
     }
+
+
+def _best_row(view: SweepView) -> int | None:
+    """The best trial's row in the leaderboard (and so in the derived columns)."""
+    best = view.best
+    ids = [t.trial_id for t in view.trials]
+    return ids.index(best.trial_id) if best is not None else None
 
 
 def _page(view: SweepView, derived: _Derived, images: dict[str, html.Image | None]) -> str:
@@ -165,6 +176,7 @@ def _page(view: SweepView, derived: _Derived, images: dict[str, html.Image | Non
         html.hyperparameter_section(
             images["lr_batch_size"],
             fragments["lr_batch"],
+            images["parallel_coordinates"],
             fragments["parallel"],
             derived.importance,
             images["importance"],

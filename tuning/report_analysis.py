@@ -126,6 +126,46 @@ def _column(name: str, raw: list[Any]) -> Column:
 
 
 @dataclass(frozen=True)
+class ParallelAxis:
+    """A column as one parallel-coordinates axis over some trials, in axis units.
+
+    Axis units are the value itself, its log10 on a log-scaled column, or the category
+    code; a trial without the (conditional) parameter sits at `missing`, below `low`.
+    """
+
+    label: str  # the column's name, "(log)" appended for a log10 axis
+    positions: list[float]  # one per chosen trial
+    low: float  # the lowest value on the axis (category code 0 for categories)
+    high: float  # the highest value (the last category's code)
+    missing: float | None  # where the "n/a" tick goes; None when every trial has a value
+    categories: list[str] | None = None
+    log_scale: bool = False
+
+    def value_text(self, position: float) -> str:
+        """How a position on a numeric axis reads as the parameter's value."""
+        return f"{10**position:.3g}" if self.log_scale else f"{position:.3g}"
+
+
+def parallel_axis(column: Column, rows: Sequence[int]) -> ParallelAxis:
+    """The axis of `column` over the trials at `rows` (indices into its values)."""
+    raw = [column.values[i] for i in rows]
+    has_missing = any(v is None for v in raw)
+    if column.is_categorical:
+        top = float(len(column.categories or []) - 1)
+        missing = -1.0 if has_missing else None
+        positions = [-1.0 if v is None else v for v in raw]
+        return ParallelAxis(column.name, positions, 0.0, top, missing, column.categories)
+    scaled = [math.log10(v) if column.log_scale else v for v in raw if v is not None] or [0.0]
+    low, high = min(scaled), max(scaled)
+    gap = low - 0.15 * (high - low or 1.0)  # the n/a tick, a little below the lowest value
+    positions = [gap if v is None else (math.log10(v) if column.log_scale else v) for v in raw]
+    label = f"{column.name} (log)" if column.log_scale else column.name
+    return ParallelAxis(
+        label, positions, low, high, gap if has_missing else None, None, column.log_scale
+    )
+
+
+@dataclass(frozen=True)
 class Importance:
     """Each tuned parameter's share of a random forest's impurity decrease, or why not."""
 

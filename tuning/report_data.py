@@ -135,9 +135,9 @@ def load_sweep(directory: Path) -> SweepView:
     lineage: list[dict[str, Any]] = []
     if experiment.scheduler.name in ("pbt", "pb2"):  # report_analysis.POPULATION_SCHEDULERS
         lineage = summary["lineage"] if summary else _lineage(analysis.trials)
-    return SweepView(
-        directory, experiment, _ranked(trials, experiment.resolved_mode), lineage, summary
-    )
+    best_id = (summary or {}).get("best", {}).get("trial_id")
+    ranked = rank_trials(trials, experiment.resolved_mode, best_id)
+    return SweepView(directory, experiment, ranked, lineage, summary)
 
 
 def _read_experiment(directory: Path) -> Experiment:
@@ -248,13 +248,23 @@ def best_epoch_of(
     return value, epoch
 
 
-def _ranked(trials: list[TrialView], mode: str) -> list[TrialView]:
+def rank_trials(
+    trials: list[TrialView], mode: str, best_trial_id: str | None = None
+) -> list[TrialView]:
+    """The leaderboard order: best metric first, trials without one (or diverged) last.
+
+    Among equal metrics the summary's best trial (`best_trial_id`) comes first, then the
+    trial that reached the value at the earlier epoch, then trial id order; so the
+    highlighted best trial is never listed behind a trial it ties with.
+    """
     sign = -1.0 if mode == "max" else 1.0
     return sorted(
         trials,
         key=lambda t: (
             t.best is None or t.status == "diverged",
             sign * (t.best or 0.0),
+            t.trial_id != best_trial_id,
+            t.best_epoch if t.best_epoch is not None else math.inf,
             t.trial_id,
         ),
     )

@@ -223,6 +223,7 @@ def curves_section(image: Image | None, chart: str | None) -> str:
 def hyperparameter_section(
     lr_batch: Image | None,
     lr_batch_chart: str | None,
+    parallel_image: Image | None,
     parallel: str | None,
     importance: Importance,
     importance_image: Image | None,
@@ -230,7 +231,10 @@ def hyperparameter_section(
     html = "<h2>Hyperparameters</h2><h3>Learning rate x batch size</h3>"
     html += (lr_batch.tag() + _chart(lr_batch_chart)) if lr_batch else "<p>No trial to show.</p>"
     html += "<h3>Parallel coordinates</h3>"
-    html += _chart(parallel) if parallel else "<p>No scored trial with tuned parameters yet.</p>"
+    if parallel_image is None and parallel is None:
+        html += "<p>No scored trial with tuned parameters yet.</p>"
+    else:
+        html += (parallel_image.tag() if parallel_image else "") + _chart(parallel)
     html += "<h3>Hyperparameter importance</h3>"
     html += f'<p class="note">{escape(importance.note)}</p>'
     if importance.shares:

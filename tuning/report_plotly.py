@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from trainables import metrics as m
-from tuning.report_analysis import Column
+from tuning.report_analysis import Column, parallel_axis
 from tuning.report_data import (
     STATUS_LABELS,
     SweepView,
@@ -158,32 +158,26 @@ def parallel_chart(
 
 def _dimension(column: Column, rows: list[int]) -> dict[str, Any]:
     """One parcoords axis: log10 for wide positive ranges, ticks for categories and n/a."""
-    raw = [column.values[i] for i in rows]
-    if column.is_categorical:
-        labels = list(column.categories or [])
-        codes = [-1.0 if v is None else v for v in raw]
-        ticks = ([-1.0] if -1.0 in codes else []) + [float(i) for i in range(len(labels))]
-        text = (["n/a"] if -1.0 in codes else []) + labels
-        low = min(ticks)
+    axis = parallel_axis(column, rows)
+    na_tick = [] if axis.missing is None else [axis.missing]
+    na_text = [] if axis.missing is None else ["n/a"]
+    if axis.categories is not None:
+        ticks = na_tick + [float(i) for i in range(len(axis.categories))]
         return {
-            "label": column.name,
-            "values": codes,
+            "label": axis.label,
+            "values": axis.positions,
             "tickvals": ticks,
-            "ticktext": text,
-            "range": [low - 0.2, len(labels) - 0.8],
+            "ticktext": na_text + list(axis.categories),
+            "range": [min(ticks) - 0.2, len(axis.categories) - 0.8],
         }
-    present = [v for v in raw if v is not None]
-    scale = (lambda v: math.log10(v)) if column.log_scale else (lambda v: v)
-    scaled = [scale(v) for v in present] or [0.0]
-    low, high = min(scaled), max(scaled)
-    missing = low - 0.15 * (high - low or 1.0)
-    values = [missing if v is None else scale(v) for v in raw]
+    low, high = axis.low, axis.high
     ticks = [low + (high - low) * k / 4 for k in range(5)] if high > low else [low]
-    text = [f"{10**t:.3g}" if column.log_scale else f"{t:.3g}" for t in ticks]
-    if None in raw:
-        ticks, text = [missing, *ticks], ["n/a", *text]
-    label = f"{column.name} (log)" if column.log_scale else column.name
-    return {"label": label, "values": values, "tickvals": ticks, "ticktext": text}
+    return {
+        "label": axis.label,
+        "values": axis.positions,
+        "tickvals": na_tick + ticks,
+        "ticktext": na_text + [axis.value_text(t) for t in ticks],
+    }
 
 
 def _hover(trial: TrialView, metric: str) -> str:

@@ -45,6 +45,7 @@ CHROMIUM_FLAGS = [
 ASHA_PNGS = {
     "learning_curves.png",
     "lr_batch_size.png",
+    "parallel_coordinates.png",
     "scheduler_stops.png",
     "best_trial_curves.png",
     "test_per_class.png",

@@ -13,6 +13,7 @@ from tuning.report_analysis import (
     RungCount,
     decision_epochs,
     hyperparameter_importance,
+    parallel_axis,
     parameter_columns,
     rung_counts,
 )
@@ -63,6 +64,28 @@ def test_parameter_columns_encode_categories_and_leave_missing_conditionals_empt
     assert columns["optimizer.momentum"].values == [0.9, None, 0.5]
     assert not columns["optimizer.momentum"].is_categorical
     assert columns["optimizer.lr"].log_scale and not columns["optimizer.momentum"].log_scale
+
+
+def test_parallel_axis_uses_log10_categories_and_an_n_a_position_below_the_values():
+    tuned = [
+        {"optimizer.name": "sgd", "optimizer.lr": 0.1, "optimizer.momentum": 0.9},
+        {"optimizer.name": "adam", "optimizer.lr": 0.001},
+        {"optimizer.name": "sgd", "optimizer.lr": 0.01, "optimizer.momentum": 0.5},
+    ]
+    columns = {c.name: c for c in parameter_columns(tuned)}
+
+    lr = parallel_axis(columns["optimizer.lr"], [0, 1, 2])
+    name = parallel_axis(columns["optimizer.name"], [0, 1])
+    momentum = parallel_axis(columns["optimizer.momentum"], [0, 1, 2])
+    present = parallel_axis(columns["optimizer.momentum"], [0, 2])
+
+    assert lr.label == "optimizer.lr (log)" and lr.missing is None
+    assert lr.positions == pytest.approx([-1.0, -3.0, -2.0])
+    assert (lr.value_text(lr.low), lr.value_text(lr.high)) == ("0.001", "0.1")
+    assert name.positions == [1.0, 0.0] and name.categories == ["adam", "sgd"]
+    assert momentum.missing is not None and momentum.missing < momentum.low == 0.5
+    assert momentum.positions[1] == momentum.missing
+    assert present.missing is None and present.value_text(present.high) == "0.9"
 
 
 def test_importance_below_the_minimum_says_too_few_trials():

@@ -9,14 +9,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from matplotlib.collections import LineCollection
 from PIL import Image
 
 from tuning.diagnosis import diagnose
 from tuning.experiment import validate_experiment
 from tuning.report import Report, render_report
 from tuning.report_analysis import parameter_columns
-from tuning.report_data import STATUS_LABELS, SweepView, TrialView, best_epoch_of
+from tuning.report_data import STATUS_LABELS, SweepView, TrialView, best_epoch_of, rank_trials
 from tuning.report_html import RUNNING_NOTE
+from tuning.report_parallel import parallel_coordinates_figure
 from tuning.report_plotly import parallel_chart
 
 EPOCHS = 6
@@ -110,6 +112,7 @@ def test_render_report_draws_every_figure_of_a_running_sweep_with_every_status(r
     assert set(report.images) == {
         "learning_curves.png",
         "lr_batch_size.png",
+        "parallel_coordinates.png",
         "scheduler_stops.png",
         "best_trial_curves.png",
     }
@@ -165,6 +168,78 @@ def test_parallel_chart_puts_missing_conditionals_on_an_n_a_tick(view):
 def test_parallel_chart_without_scored_trials_is_none():
     columns = parameter_columns([{"lr": 0.1}])
     assert parallel_chart(columns, [None], "val_acc", "max") is None
+
+
+def test_parallel_coordinates_figure_labels_each_axis_and_draws_the_best_trial_on_top(view):
+    columns = parameter_columns([t.tuned for t in view.trials])
+    scores = [t.best for t in view.trials]
+
+    figure = parallel_coordinates_figure(columns, scores, "val_acc", "max", best_row=0)
+
+    assert figure is not None
+    ax, colorbar = figure.axes
+    assert colorbar.get_ylabel() == "best val_acc"
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == [
+        "batch_size",
+        "optimizer.lr\n(log)",
+        "optimizer.momentum",
+        "optimizer.name",
+        "best val_acc",
+    ]
+    ticks = {t.get_text() for t in ax.texts}
+    assert {"n/a", "adam", "sgd"} <= ticks  # momentum is n/a for Adam; names are categories
+    # min and max of the scored trials: batch size, lr, momentum, val_acc
+    assert {"32", "128", "1e-05", "0.05", "0.8", "0.9", "0.1"} <= ticks
+    (best,) = [line for line in ax.get_lines() if line.get_linewidth() > 3]
+    (others,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert best.get_zorder() > others.get_zorder()
+    assert np.asarray(best.get_ydata())[-1] == 1.0  # the best score tops the metric axis
+    assert len(others.get_segments()) == sum(s is not None for s in scores)
+
+
+@pytest.mark.parametrize(
+    ("tuned", "scores"),
+    [([{"lr": 0.1}], [None]), ([{}], [0.5]), ([{"lr": 0.1}], [math.nan])],
+    ids=["no score", "nothing tuned", "nan score"],
+)
+def test_parallel_coordinates_figure_without_a_scored_tuned_trial_is_none(tuned, scores):
+    assert parallel_coordinates_figure(parameter_columns(tuned), scores, "val_acc", "max") is None
+
+
+def tie(trial_id: str, val_accs: list[float]) -> TrialView:
+    return trial(trial_id, "completed", history(val_accs), adam(1e-3, 64))
+
+
+TIES = [
+    tie("t_a", [0.5, 0.6, 0.8]),  # 0.8 at epoch 3
+    tie("t_b", [0.5, 0.8, 0.8]),  # 0.8 at epoch 2
+    tie("t_c", [0.5, 0.6, 0.7, 0.8]),  # 0.8 at epoch 4
+    tie("t_low", [0.5, 0.7]),
+    trial("t_diverged", "diverged", history([0.9], diverged_at=2), adam(1.0, 64)),
+]
+
+
+@pytest.mark.parametrize(
+    ("best_trial_id", "expected"),
+    [
+        (None, ["t_b", "t_a", "t_c", "t_low", "t_diverged"]),
+        ("t_c", ["t_c", "t_b", "t_a", "t_low", "t_diverged"]),
+        ("t_a", ["t_a", "t_b", "t_c", "t_low", "t_diverged"]),
+    ],
+)
+def test_rank_trials_lists_the_summarys_best_first_among_ties_then_earlier_epochs(
+    best_trial_id, expected
+):
+    ranked = rank_trials(TIES[::-1], "max", best_trial_id)
+    assert [t.trial_id for t in ranked] == expected
+
+
+def test_leaderboard_highlights_a_tied_summary_best_at_rank_1(view):
+    summary = {"best": {"trial_id": "t_c", "val_acc": 0.8, "best_epoch": 4}}
+    ranked = rank_trials(TIES, "max", "t_c")
+    html = render_report(SweepView(view.directory, view.experiment, ranked, [], summary)).html
+    assert '<tr class="best"><td>1</td><td>t_c</td>' in html
 
 
 def finished(view: SweepView, final: dict[str, Any], test: dict[str, Any]) -> SweepView:
