@@ -91,3 +91,4 @@ def test_builtin_experiment_runs_one_short_trial(name, ray_two_cpus, local_input
     assert summary["num_errored"] == 0, summary["trials"]
     assert summary["num_trials"] >= 1
     assert 0.0 <= summary["test"]["accuracy"] <= 1.0
+    assert summary["test"]["evaluations"] == experiment.final.seeds
