@@ -268,7 +268,19 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"  over {spread['seeds']} seeds: std {spread['std']:.4f}, "
             f"min {spread['min']:.4f}, max {spread['max']:.4f}"
         )
+    lines.append(_per_class_line(test["per_class_accuracy"]))
     return "\n".join(lines)
+
+
+def _per_class_line(per_class: dict[str, float], most: int = 10) -> str:
+    """Accuracy per class; with more than `most` classes, the `most` worst."""
+    shown = sorted(per_class.items(), key=lambda item: item[1])[:most]
+    if len(per_class) <= most:
+        shown = list(per_class.items())
+        title = "  per class:"
+    else:
+        title = f"  per class, the {most} worst of {len(per_class)} (all in summary.json):"
+    return " ".join([title, *(f"{name} {accuracy:.3f}" for name, accuracy in shown)])
 
 
 def _final_line(final: dict[str, Any]) -> str:

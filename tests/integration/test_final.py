@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from trainables.data import ImageSplit
 from tuning.experiment import validate_experiment
 from tuning.export import WEIGHTS_FILE, export_best
 from tuning.final import FinalModel, HeldOutTest, load_final_state, retrained_models
+from tuning.results import format_summary
 from tuning.runner import run_sweep
 
 pytestmark = pytest.mark.integration
@@ -187,3 +189,22 @@ def _experiment_of(outcome: Any) -> dict[str, Any]:
 
     text = (outcome.experiment_dir / EXPERIMENT_FILE).read_text()
     return parse_yaml_mapping(text, EXPERIMENT_FILE)
+
+
+def test_printed_summary_names_the_protocol_the_seed_spread_and_each_class(retrain_sweep):
+    summary = retrain_sweep[0].summary
+
+    text = format_summary(summary)
+
+    assert "retrained on train+val" in text and "over 2 seeds: std" in text
+    assert "per class: 0 " in text and " 9 " in text
+
+
+def test_printed_summary_lists_only_the_worst_classes_of_many(retrain_sweep):
+    summary = copy.deepcopy(retrain_sweep[0].summary)
+    summary["test"]["per_class_accuracy"] = {f"c{i}": 1.0 - i / 100 for i in range(12)}
+
+    last_line = format_summary(summary).splitlines()[-1]
+
+    assert "the 10 worst of 12" in last_line
+    assert "c11 0.890" in last_line and "c0 " not in last_line and "c1 " not in last_line
