@@ -73,18 +73,7 @@ def learning_curves_figure(view: SweepView, milestones: Sequence[int]) -> Figure
                 zorder=3 if is_best else 2,
                 label=f"{trial.trial_id}{' (best)' if is_best else ''}",
             )
-            if len(epochs):
-                marker, mcolour, size = END_MARKERS[trial.status]
-                ax.plot(
-                    epochs[-1],
-                    values[-1],
-                    marker=marker,
-                    color=mcolour,
-                    ms=size,
-                    mfc="none" if marker == "s" else mcolour,
-                    ls="none",
-                    zorder=4,
-                )
+            _mark_where_it_ended(ax, trial, epochs, values, zorder=4)
     for ax, key in zip(axes, (m.VAL_ACC, m.VAL_LOSS), strict=True):
         _draw_milestones(ax, milestones)
         ax.set_xlabel("epoch")
@@ -181,6 +170,26 @@ def importance_figure(importance: Importance, metric: str) -> Figure | None:
     return figure
 
 
+def _mark_where_it_ended(
+    ax: Axes, trial: TrialView, epochs: Any, values: Any, zorder: int, enlarge: float = 0
+) -> None:
+    """The trial's last point, marked by how it ended (END_MARKERS)."""
+    if not len(epochs):
+        return
+    marker, colour, size = END_MARKERS[trial.status]
+    face = "none" if marker == "s" else colour
+    ax.plot(
+        epochs[-1],
+        values[-1],
+        marker=marker,
+        color=colour,
+        ms=size + enlarge,
+        mfc=face,
+        ls="none",
+        zorder=zorder,
+    )
+
+
 def scheduler_stops_figure(view: SweepView, milestones: Sequence[int]) -> Figure | None:
     """Each trial's metric at its last epoch against that epoch, rung milestones drawn."""
     trials = [t for t in view.trials if t.history]
@@ -191,18 +200,7 @@ def scheduler_stops_figure(view: SweepView, milestones: Sequence[int]) -> Figure
     for trial in trials:
         epochs, values = finite_series(trial.history, view.metric)
         ax.plot(epochs, values, color="grey", lw=0.8, alpha=0.35, zorder=1)
-        if len(epochs):
-            marker, colour, size = END_MARKERS[trial.status]
-            ax.plot(
-                epochs[-1],
-                values[-1],
-                marker=marker,
-                color=colour,
-                ms=size + 2,
-                mfc="none" if marker == "s" else colour,
-                ls="none",
-                zorder=3,
-            )
+        _mark_where_it_ended(ax, trial, epochs, values, zorder=3, enlarge=2)
     _draw_milestones(ax, milestones, label=True)
     ax.set_xlabel("epoch")
     ax.set_ylabel(view.metric)
