@@ -97,7 +97,10 @@ def run_sweep(
 
 
 def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepOutcome:
-    """Finish an interrupted sweep: finished trials are kept, the others continue."""
+    """Finish an interrupted sweep: finished trials are kept, the others continue.
+
+    A sweep that already finished (its summary.json exists) is returned as it stands.
+    """
     location = resolve_location(str(directory))
     config_text = read_text(location, EXPERIMENT_FILE)
     if config_text is None or not tune.Tuner.can_restore(location):
@@ -107,6 +110,12 @@ def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepO
             "<storage>/<name> that `cnn-tune run` printed"
         )
     experiment = validate_experiment(parse_yaml_mapping(config_text, EXPERIMENT_FILE))
+    finished = read_text(location, SUMMARY_FILE)
+    if finished is not None:
+        # The test split was looked at when the sweep finished; another look would be a
+        # second one for the same final model.
+        logger.info("%s has finished: its summary stands, the test split is not touched", location)
+        return SweepOutcome(summary=json.loads(finished), location=location)
     splits = load_splits(experiment.dataset)
     pretrained = _pretrained_backbones(experiment)
     connect(address)

@@ -16,7 +16,7 @@ from tuning.experiment import validate_experiment
 from tuning.export import WEIGHTS_FILE, export_best
 from tuning.final import FinalModel, HeldOutTest, load_final_state, retrained_models
 from tuning.results import format_summary
-from tuning.runner import run_sweep
+from tuning.runner import resume_sweep, run_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -208,3 +208,16 @@ def test_printed_summary_lists_only_the_worst_classes_of_many(retrain_sweep):
 
     assert "the 10 worst of 12" in last_line
     assert "c11 0.890" in last_line and "c0 " not in last_line and "c1 " not in last_line
+
+
+def test_resuming_a_finished_sweep_keeps_its_summary_and_leaves_the_test_split_alone(
+    checkpoint_sweep, monkeypatch
+):
+    outcome, _ = checkpoint_sweep
+    looks = SplitLookCounter()
+    monkeypatch.setattr(tuning.final, "predict_split", looks.wrap(tuning.final.predict_split))
+
+    again = resume_sweep(outcome.location)
+
+    assert looks.count == 0
+    assert again.summary == outcome.summary
