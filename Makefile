@@ -47,7 +47,7 @@ typecheck: $(STAMP)
 # Re-resolve the lock file from pyproject's ranges in a throwaway venv.
 lock:
 	rm -rf /tmp/cnn-tune-lock && $(PYTHON) -m venv /tmp/cnn-tune-lock
-	/tmp/cnn-tune-lock/bin/pip install --quiet ".[dev]"
+	/tmp/cnn-tune-lock/bin/pip install --quiet ".[dev,cluster]"
 	(head -n 2 constraints.txt; /tmp/cnn-tune-lock/bin/pip freeze --exclude cnn-tune) > constraints.new
 	mv constraints.new constraints.txt
 
