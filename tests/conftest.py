@@ -52,6 +52,27 @@ def small_experiment():
     return _small_experiment
 
 
+@pytest.fixture(scope="session")
+def small_pbt_experiment():
+    """Factory of a 4-trial, 6-epoch PBT experiment mutating lr and batch size every 2 epochs."""
+    return _small_pbt_experiment
+
+
+def _small_pbt_experiment() -> dict[str, Any]:
+    raw = _small_experiment(
+        search={"algorithm": "random", "num_samples": 4, "seed": 0},
+        scheduler={
+            "name": "pbt",
+            "perturbation_interval": 2,
+            "mutate": ["optimizer.lr", "batch_size"],
+        },
+        checkpoint={"every_epochs": 2, "keep": 3},
+    )
+    raw["train"]["epochs"] = 6
+    raw["train"]["batch_size"] = {"choice": [32, 64, 128]}
+    return raw
+
+
 def _small_experiment(**sections: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "name": "test",

@@ -103,21 +103,11 @@ class ReportMidSweep(tune.Callback):
 
 @pytest.fixture(scope="module")
 def pbt_sweep(
-    ray_two_cpus, small_experiment, tmp_path_factory
+    ray_two_cpus, small_pbt_experiment, tmp_path_factory
 ) -> Iterator[tuple[Path, ReportMidSweep]]:
     """4 trials, 6 epochs, exploits every 2; its report is also built mid-sweep."""
-    raw = small_experiment(
-        search={"algorithm": "random", "num_samples": 4, "seed": 0},
-        scheduler={
-            "name": "pbt",
-            "perturbation_interval": 2,
-            "mutate": ["optimizer.lr", "batch_size"],
-        },
-        checkpoint={"every_epochs": 2, "keep": 3},
-    )
-    raw["train"]["epochs"] = 6
+    raw = small_pbt_experiment()
     raw["train"]["optimizer"]["lr"] = {"loguniform": [1.0e-4, 3.0e-2]}
-    raw["train"]["batch_size"] = {"choice": [32, 64, 128]}
     storage = tmp_path_factory.mktemp("runs")
     mid = ReportMidSweep(str(storage / "pbt"), storage / "mid-report", after_results=13)
     # Tune snapshots its experiment state every 10 s by default; every step here, so the

@@ -118,19 +118,9 @@ def test_asha_sweep_tested_the_best_trials_kept_checkpoint(asha_sweep):
 
 
 def test_pbt_sweep_runs_with_checkpoints_aligned_to_its_interval(
-    ray_two_cpus, small_experiment, tmp_path
+    ray_two_cpus, small_pbt_experiment, tmp_path
 ):
-    raw = small_experiment(
-        search={"algorithm": "random", "num_samples": 4, "seed": 0},
-        scheduler={
-            "name": "pbt",
-            "perturbation_interval": 2,
-            "mutate": ["optimizer.lr", "batch_size"],
-        },
-        checkpoint={"every_epochs": 2, "keep": 3},
-    )
-    raw["train"]["epochs"] = 6
-    raw["train"]["batch_size"] = {"choice": [32, 64, 128]}
+    raw = small_pbt_experiment()
 
     outcome = run_sweep(validate_experiment(raw), storage=str(tmp_path), name="pbt")
 
