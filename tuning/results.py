@@ -58,7 +58,7 @@ def summarize(
     metric, mode = experiment.metric, experiment.resolved_mode
     tuned_paths = space.tuned_paths(experiment.train)
     num_classes = final.splits.tuning.info.num_classes
-    by_id = {_trial_id(results[i]): results[i] for i in range(len(results))}
+    by_id = {result_trial_id(results[i]): results[i] for i in range(len(results))}
     trials = [
         _trial_record(result, metric, mode, tuned_paths, num_classes) for result in by_id.values()
     ]
@@ -160,7 +160,7 @@ def _trial_record(
             best_value, best_epoch = float(row[metric]), int(row[m.EPOCH])
     planned = TrainConfig.model_validate(result.config).epochs if result.config else epochs
     return {
-        "trial_id": _trial_id(result),
+        "trial_id": result_trial_id(result),
         "status": _status(result, epochs, planned),
         "epochs": epochs,
         "planned_epochs": planned,
@@ -219,7 +219,7 @@ def _is_finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def _trial_id(result: tune.Result) -> str:
+def result_trial_id(result: tune.Result) -> str:
     """The trial's own id, from its folder `trial_<id>` (see the runner's trial names).
 
     Not the last result's `trial_id`: after a PBT exploit that names the donor.

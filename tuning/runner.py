@@ -31,7 +31,7 @@ from tuning import space
 from tuning.errors import ConfigError, SweepInterrupted
 from tuning.experiment import Experiment, validate_experiment
 from tuning.gpu_packing import resolve_gpu_share
-from tuning.results import SUMMARY_FILE, FinalContext, summarize
+from tuning.results import SUMMARY_FILE, FinalContext, result_trial_id, summarize
 from tuning.searchers import build_searcher
 from tuning.storage import (
     check_storage_is_shared,
@@ -149,20 +149,27 @@ def _fit_and_summarize(
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     start = time.monotonic()
     results = tuner.fit()
-    _raise_if_unfinished(experiment, final.location)
+    _raise_if_unfinished(results, experiment, final.location)
     summary = summarize(results, experiment, final, time.monotonic() - start)
     write_text(final.location, SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return SweepOutcome(summary=summary, location=final.location)
 
 
-def _raise_if_unfinished(experiment: Experiment, location: str) -> None:
-    """Ray returns normally after Ctrl-C; only finished sweeps may touch the test split."""
-    trials = tune.ExperimentAnalysis(location).trials
-    ended = sum(trial.status in ("TERMINATED", "ERROR") for trial in trials)
+def _raise_if_unfinished(results: tune.ResultGrid, experiment: Experiment, location: str) -> None:
+    """Ray returns normally after Ctrl-C; only finished sweeps may touch the test split.
+
+    A trial has ended if Tune's saved state says so, or if it errored in this run: the
+    state Tune saves last can still show a trial whose process just died as running.
+    (The trials in memory are no guide after Ctrl-C: Tune marks them all terminated.)
+    """
+    saved = tune.ExperimentAnalysis(location).trials
+    ended = {trial.trial_id for trial in saved if trial.status in ("TERMINATED", "ERROR")}
+    in_memory = (results[i] for i in range(len(results)))
+    ended |= {result_trial_id(r) for r in in_memory if r.error is not None}
     expected = experiment.search.resolved_num_samples * space.grid_size(experiment.train)
-    if ended < expected:
+    if len(ended) < expected:
         raise SweepInterrupted(
-            f"sweep interrupted with {ended} of {expected} trials ended; its state is saved. "
+            f"sweep interrupted with {len(ended)} of {expected} trials ended; its state is saved. "
             f"Continue it with: cnn-tune resume {location}"
         )
 
