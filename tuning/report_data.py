@@ -14,7 +14,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import pandas as pd
 from ray import tune
@@ -29,6 +29,7 @@ from tuning import space
 from tuning.diagnosis import Diagnosis, diagnose
 from tuning.errors import ConfigError
 from tuning.experiment import Experiment, validate_experiment
+from tuning.history import best_epoch_of, epoch_rows, is_finite
 from tuning.results import SUMMARY_FILE, classify_status
 from tuning.runner import EXPERIMENT_FILE
 from tuning.yaml_io import parse_yaml_mapping
@@ -218,36 +219,6 @@ def _progress_rows(trial: Trial, analysis: tune.ExperimentAnalysis) -> list[dict
     return rows
 
 
-def epoch_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per epoch, in epoch order, keeping the latest row of a repeated epoch.
-
-    A PBT trial that exploits a donor behind it trains some epochs again; the history the
-    trial ends with is the one its final model went through.
-    """
-    by_epoch: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        epoch = row.get(m.EPOCH)
-        if epoch is not None and is_finite(epoch):
-            by_epoch[int(epoch)] = row
-    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
-
-
-def best_epoch_of(
-    history: list[dict[str, Any]], metric: str, mode: str
-) -> tuple[float | None, int | None]:
-    """The best finite value of `metric` and its epoch; (None, None) for a diverged trial."""
-    if any(is_true(row.get(m.DIVERGED)) for row in history):
-        return None, None
-    scored = [
-        (float(row[metric]), int(row[m.EPOCH])) for row in history if is_finite(row.get(metric))
-    ]
-    if not scored:
-        return None, None
-    sign = 1.0 if mode == "max" else -1.0
-    value, epoch = max(scored, key=lambda pair: (sign * pair[0], -pair[1]))
-    return value, epoch
-
-
 def rank_trials(
     trials: list[TrialView], mode: str, best_trial_id: str | None = None
 ) -> list[TrialView]:
@@ -309,23 +280,3 @@ def _latest_state(trial: Trial) -> dict[str, Any] | None:
     except (FileNotFoundError, ValueError, RuntimeError) as error:  # written right now
         logger.warning("report: skipping checkpoint %s: %s", checkpoint.path, error)
         return None
-
-
-def finite_series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    """(epochs, values) of `key` for plotting: non-finite values and diverged epochs left out."""
-    pairs = [
-        (float(row[m.EPOCH]), float(row[key]))
-        for row in history
-        if is_finite(row.get(key)) and not is_true(row.get(m.DIVERGED))
-    ]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def is_finite(value: Any) -> TypeGuard[float]:
-    """A real number that is neither NaN nor infinite (booleans are not numbers here)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def is_true(value: Any) -> bool:
-    """A flag from progress.csv: True, 1 or "True"."""
-    return value in (True, 1, "True", "true")

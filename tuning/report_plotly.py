@@ -14,12 +14,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from trainables import metrics as m
+from tuning.history import finite_series
 from tuning.report_analysis import Column, parallel_axis
 from tuning.report_data import (
     STATUS_LABELS,
     SweepView,
     TrialView,
-    finite_series,
     lr_batch_points,
 )
 

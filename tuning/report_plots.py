@@ -19,13 +19,12 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatterSciNotation, NullLocator
 
 from trainables import metrics as m
+from tuning.history import finite_series, is_finite
 from tuning.report_analysis import Importance
 from tuning.report_data import (
     STATUS_LABELS,
     SweepView,
     TrialView,
-    finite_series,
-    is_finite,
     lr_batch_points,
 )
 

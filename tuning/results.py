@@ -10,14 +10,12 @@ diagnosis (tuning.diagnosis). The summary schema is defined here and nowhere els
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from ray import tune
 
 from trainables import metrics as m
@@ -30,6 +28,7 @@ from tuning import space
 from tuning.diagnosis import diagnose
 from tuning.experiment import Experiment
 from tuning.final import HeldOutTest, best_checkpoint_model, retrained_models, test_summary
+from tuning.history import best_epoch_of, epoch_rows
 
 logger = logging.getLogger(__name__)
 
@@ -149,15 +148,11 @@ def _compute(trials: list[dict[str, Any]]) -> dict[str, Any]:
 def _trial_record(
     result: tune.Result, metric: str, mode: str, tuned_paths: list[str], num_classes: int
 ) -> dict[str, Any]:
-    history = result.metrics_dataframe
+    frame = result.metrics_dataframe
+    history = epoch_rows([] if frame is None else frame.to_dict("records"))
     last = result.metrics or {}
     epochs = int(last.get("training_iteration", 0))
-    best_value, best_epoch = None, None
-    if history is not None and metric in history and not last.get(m.DIVERGED):
-        finite = history[history[metric].map(_is_finite)]
-        if len(finite):
-            row = finite.loc[finite[metric].idxmax() if mode == "max" else finite[metric].idxmin()]
-            best_value, best_epoch = float(row[metric]), int(row[m.EPOCH])
+    best_value, best_epoch = best_epoch_of(history, metric, mode)
     planned = TrainConfig.model_validate(result.config).epochs if result.config else epochs
     return {
         "trial_id": result_trial_id(result),
@@ -168,7 +163,7 @@ def _trial_record(
         "best_epoch": best_epoch,
         "tuned": space.tuned_values(result.config or {}, tuned_paths),
         "error": _error_text(result),
-        "diagnosis": _diagnosis(history, num_classes),
+        "diagnosis": diagnose(history, num_classes).to_dict(),
     }
 
 
@@ -202,21 +197,12 @@ def _error_text(result: tune.Result) -> str | None:
     return str(reason) if reason else None
 
 
-def _diagnosis(history: pd.DataFrame | None, num_classes: int) -> dict[str, Any]:
-    rows = [] if history is None else history.to_dict("records")
-    return diagnose(rows, num_classes).to_dict()
-
-
 def _lineage(result: tune.Result) -> list[dict[str, Any]]:
     """The PBT exploit events recorded in this trial's latest checkpoint."""
     if result.checkpoint is None:
         return []
     with result.checkpoint.as_directory() as directory:
         return list(load_checkpoint(directory).get("lineage", []))
-
-
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def result_trial_id(result: tune.Result) -> str:

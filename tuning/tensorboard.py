@@ -24,10 +24,9 @@ sweep's storage (a path or a bucket) with the trial's other files.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable
-from typing import Any, TypeGuard
+from typing import Any
 
 from google.protobuf import struct_pb2
 from ray.tune.experiment import Trial
@@ -38,6 +37,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from trainables import metrics as m
 from tuning import space
+from tuning.history import is_finite
 
 _LISTED_KINDS = ("choice", "grid")  # search domains whose every value is written out
 
@@ -82,10 +82,10 @@ class TensorBoardLogger(LoggerCallback):
         writer, epoch = self._writers[trial], int(result[m.EPOCH])
         for name in m.EPOCH_METRICS:
             value = result.get(name)
-            if _is_finite_number(value):
+            if is_finite(value):
                 writer.add_scalar(name, value, global_step=epoch)
         value = result.get(self._metric)
-        if _is_finite_number(value):
+        if is_finite(value):
             pick = max if self._mode == "max" else min
             self._best[trial] = pick(value, self._best.get(trial, value))
             writer.add_scalar(f"best_{self._metric}", self._best[trial], global_step=epoch)
@@ -254,7 +254,3 @@ def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_finite_number(value: Any) -> TypeGuard[float]:
-    return _is_number(value) and math.isfinite(value)

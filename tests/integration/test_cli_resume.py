@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import ray
 import yaml
+from ray import tune
 
 from tuning.cli import main
 
@@ -43,19 +44,19 @@ def cnn_tune(*args: str, **popen) -> subprocess.Popen:
     )
 
 
-def finished_trials(experiment_dir: Path) -> dict[str, int]:
-    """Trial folder -> number of result rows, for trials that reached their last epoch.
-
-    A trial interrupted mid-way repeats the epochs after its last checkpoint, so only
-    the last row's epoch says whether it finished.
-    """
-    done = {}
+def epochs_reported(experiment_dir: Path) -> dict[str, list[int]]:
+    """Trial folder -> the epoch of each row of its progress.csv, in order."""
+    reported = {}
     for progress in experiment_dir.glob("trial_*/progress.csv"):
         with progress.open() as f:
-            rows = list(csv.DictReader(f))
-        if rows and int(rows[-1]["epoch"]) == EPOCHS:
-            done[progress.parent.name] = len(rows)
-    return done
+            reported[progress.parent.name] = [int(row["epoch"]) for row in csv.DictReader(f)]
+    return reported
+
+
+def ended_trials(experiment_dir: Path) -> set[str]:
+    """Trial folders that Tune's saved experiment state records as terminated."""
+    trials = tune.ExperimentAnalysis(str(experiment_dir)).trials
+    return {f"trial_{t.trial_id}" for t in trials if t.status == "TERMINATED"}
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, listening_addresses):
@@ -65,7 +66,10 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, l
 
     run = cnn_tune("run", str(experiment_file), "--storage", str(tmp_path / "runs"), "--name", "s")
     deadline = time.monotonic() + 240
-    while len(finished_trials(experiment_dir)) < 2 and run.poll() is None:
+    while run.poll() is None:
+        last_epochs = [e[-1] for e in epochs_reported(experiment_dir).values() if e]
+        if last_epochs.count(EPOCHS) >= 2:
+            break
         assert time.monotonic() < deadline, "no trial finished in time"
         time.sleep(0.5)
     listening = listening_addresses(run.pid)
@@ -77,8 +81,9 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, l
     # Ray's GCS, raylet and workers were up, and none listened beyond loopback.
     assert listening and all(ipaddress.ip_address(a).is_loopback for a in listening), listening
     assert not (experiment_dir / "summary.json").exists()
-    finished_before = finished_trials(experiment_dir)
-    assert 2 <= len(finished_before) < 6
+    before = epochs_reported(experiment_dir)
+    ended = ended_trials(experiment_dir)
+    assert 1 <= len(ended) < 6, ended
 
     resume = cnn_tune("resume", str(experiment_dir))
     out, err = resume.communicate(timeout=400)
@@ -86,9 +91,17 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, l
     assert resume.returncode == 0, err
     summary = json.loads((experiment_dir / "summary.json").read_text())
     assert summary["num_trials"] == 6 and summary["num_errored"] == 0
-    after = finished_trials(experiment_dir)
-    assert len(after) == 6
-    assert all(after[name] == rows for name, rows in finished_before.items())
+    assert all(t["epochs"] == EPOCHS for t in summary["trials"])
+    after = epochs_reported(experiment_dir)
+    assert len(after) == 6 and all(set(e) == set(range(1, EPOCHS + 1)) for e in after.values())
+    # A trial Tune recorded as ended is not trained again.
+    assert all(after[name] == before[name] for name in ended)
+    # One that was running goes on from its last checkpoint (one per epoch): at most the
+    # epoch in flight and the one whose checkpoint Tune had not yet registered run again.
+    for name in set(before) - ended:
+        done = before[name][-1] if before[name] else 0
+        repeated = len(after[name]) - len(before[name]) - (EPOCHS - done)
+        assert 0 <= repeated <= 1, (name, before[name], after[name])
     assert "Test (held out, evaluated once per final model)" in out
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from schedulers import ASHASettings, FIFOSettings, MedianStoppingSettings, PBTSettings
+from tuning.history import best_epoch_of, epoch_rows
 from tuning.report_analysis import (
     MIN_TRIALS_FOR_IMPORTANCE,
     RungCount,
@@ -17,7 +18,6 @@ from tuning.report_analysis import (
     parameter_columns,
     rung_counts,
 )
-from tuning.report_data import best_epoch_of, epoch_rows
 
 
 @pytest.mark.parametrize(

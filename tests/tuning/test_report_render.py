@@ -14,9 +14,10 @@ from PIL import Image
 
 from tuning.diagnosis import diagnose
 from tuning.experiment import validate_experiment
+from tuning.history import best_epoch_of
 from tuning.report import Report, render_report
 from tuning.report_analysis import parameter_columns
-from tuning.report_data import STATUS_LABELS, SweepView, TrialView, best_epoch_of, rank_trials
+from tuning.report_data import STATUS_LABELS, SweepView, TrialView, rank_trials
 from tuning.report_html import RUNNING_NOTE
 from tuning.report_parallel import parallel_coordinates_figure
 from tuning.report_plotly import parallel_chart
