@@ -52,13 +52,16 @@ def test_rung_counts_without_milestones_use_the_stop_epochs():
     assert [r.epoch for r in rung_counts(trials, [])] == [3, 5]
 
 
+# Tuned values of three trials with a conditional parameter (momentum only with sgd).
+CONDITIONAL_TUNED = [
+    {"optimizer.name": "sgd", "optimizer.lr": 0.1, "optimizer.momentum": 0.9},
+    {"optimizer.name": "adam", "optimizer.lr": 0.001},
+    {"optimizer.name": "sgd", "optimizer.lr": 0.01, "optimizer.momentum": 0.5},
+]
+
+
 def test_parameter_columns_encode_categories_and_leave_missing_conditionals_empty():
-    tuned = [
-        {"optimizer.name": "sgd", "optimizer.lr": 0.1, "optimizer.momentum": 0.9},
-        {"optimizer.name": "adam", "optimizer.lr": 0.001},
-        {"optimizer.name": "sgd", "optimizer.lr": 0.01, "optimizer.momentum": 0.5},
-    ]
-    columns = {c.name: c for c in parameter_columns(tuned)}
+    columns = {c.name: c for c in parameter_columns(CONDITIONAL_TUNED)}
     assert columns["optimizer.name"].categories == ["adam", "sgd"]
     assert columns["optimizer.name"].values == [1.0, 0.0, 1.0]
     assert columns["optimizer.momentum"].values == [0.9, None, 0.5]
@@ -67,12 +70,7 @@ def test_parameter_columns_encode_categories_and_leave_missing_conditionals_empt
 
 
 def test_parallel_axis_uses_log10_categories_and_an_n_a_position_below_the_values():
-    tuned = [
-        {"optimizer.name": "sgd", "optimizer.lr": 0.1, "optimizer.momentum": 0.9},
-        {"optimizer.name": "adam", "optimizer.lr": 0.001},
-        {"optimizer.name": "sgd", "optimizer.lr": 0.01, "optimizer.momentum": 0.5},
-    ]
-    columns = {c.name: c for c in parameter_columns(tuned)}
+    columns = {c.name: c for c in parameter_columns(CONDITIONAL_TUNED)}
 
     lr = parallel_axis(columns["optimizer.lr"], [0, 1, 2])
     name = parallel_axis(columns["optimizer.name"], [0, 1])
