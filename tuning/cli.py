@@ -85,15 +85,26 @@ def _parser() -> argparse.ArgumentParser:
     board.set_defaults(handler=_tensorboard)
 
     report = commands.add_parser(
-        "report", help="write an HTML report (and PNGs) for a sweep folder, finished or running"
+        "report", help="write an HTML report (and PNGs) for a sweep, finished or running"
     )
-    report.add_argument("directory", help="the local sweep folder, <storage>/<name>")
-    report.add_argument("--output", help="folder to write index.html into (default DIR/report)")
+    report.add_argument(
+        "directory", help="the sweep, <storage>/<name>: a folder or a URI (s3://, gs://)"
+    )
+    report.add_argument(
+        "--output",
+        help="local folder to write index.html into (default DIR/report, or ./NAME-report "
+        "for a sweep in a bucket)",
+    )
     report.set_defaults(handler=_report)
 
     export = commands.add_parser("export", help="write a sweep's best model to a folder")
-    export.add_argument("directory", help="the finished sweep folder, <storage>/<name>")
-    export.add_argument("--output", help="model folder to write (default DIR/model)")
+    export.add_argument(
+        "directory", help="the finished sweep, <storage>/<name>: a folder or a URI (s3://, gs://)"
+    )
+    export.add_argument(
+        "--output",
+        help="model folder to write (default DIR/model, or ./NAME-model for a sweep in a bucket)",
+    )
     export.set_defaults(handler=_export)
 
     predict = commands.add_parser("predict", help="classify images with an exported model")
@@ -208,8 +219,7 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from tuning.export import export_best
 
-    output = Path(args.output) if args.output else None
-    print(export_best(Path(args.directory), output))
+    print(export_best(args.directory, args.output))
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ defined here and nowhere else.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,18 @@ RESIZE = "PIL bilinear resize to input_shape's (H, W), after converting to L (1 
 Preprocess = Callable[[Image.Image], torch.Tensor]
 
 
-def export_best(sweep_dir: Path, output: Path | None = None) -> Path:
+def export_best(sweep: str | Path, output: str | Path | None = None) -> Path:
     """Write the sweep's final model as a model folder: the model its summary tested.
 
     That is the best trial's best checkpoint, or with `final.protocol: retrain` the
-    first retrained seed.
+    first retrained seed. A sweep in a bucket is read through a temporary folder, into
+    which only summary.json and that model's files are copied.
 
     Args:
-        sweep_dir: a finished sweep, `<storage>/<name>`, holding summary.json.
-        output: the model folder to write (default `<sweep_dir>/model`).
+        sweep: a finished sweep, `<storage>/<name>`, holding summary.json: a folder, or a
+            storage URI (s3://, gs://, file://).
+        output: the model folder to write (default `<sweep>/model`, or `./<name>-model`
+            for a sweep in a bucket).
 
     Returns:
         The model folder written.
@@ -51,7 +55,19 @@ def export_best(sweep_dir: Path, output: Path | None = None) -> Path:
     Raises:
         ConfigError: no summary.json, or the final model's weights are missing.
     """
-    sweep_dir = Path(sweep_dir).expanduser().resolve()
+    from tuning.storage import is_remote  # here: it imports Ray, which predict never needs
+
+    text = str(sweep)
+    if not is_remote(text):
+        sweep_dir = Path(text).expanduser().resolve()
+        return _export(sweep_dir, Path(output) if output else sweep_dir / MODEL_DIR, text)
+    with tempfile.TemporaryDirectory(prefix="cnn-tune-export-") as scratch:
+        local = _copy_final_model(text, Path(scratch))
+        return _export(local, Path(output) if output else Path(f"{local.name}-model"), text)
+
+
+def _export(sweep_dir: Path, output: Path, source: str) -> Path:
+    """Export from a local sweep folder; `source` is where the sweep really is."""
     summary = _read_summary(sweep_dir)
     best = summary["best"]
     state = _final_model_state(sweep_dir, summary)
@@ -71,14 +87,14 @@ def export_best(sweep_dir: Path, output: Path | None = None) -> Path:
         },
         "class_names": list(info.class_names),
         "source": {
-            "sweep": str(sweep_dir),
+            "sweep": source,
             "trial_id": best["trial_id"],
             "epoch": state["epoch"],
             "final_model": summary.get("final", {}).get("models", [{}])[0],
         },
         "test": summary.get("test"),
     }
-    output = Path(output).expanduser().resolve() if output else sweep_dir / MODEL_DIR
+    output = output.expanduser().resolve()
     output.mkdir(parents=True, exist_ok=True)
     torch.save(dict(state["model"]), output / WEIGHTS_FILE)
     (output / MODEL_FILE).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
@@ -144,6 +160,33 @@ def _read_summary(sweep_dir: Path) -> dict[str, Any]:
             "`cnn-tune resume DIR`)"
         )
     return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _copy_final_model(location: str, scratch: Path) -> Path:
+    """Copy summary.json and the files of the model it tested from a bucket sweep."""
+    from tuning.final import FINAL_DIR
+    from tuning.results import SUMMARY_FILE
+    from tuning.storage import copy_files, list_files, read_text, resolve_location
+
+    location = resolve_location(location)
+    text = read_text(location, SUMMARY_FILE)
+    if text is None:
+        raise ConfigError(
+            f"export: no {SUMMARY_FILE} in {location!r}; pass a finished sweep, "
+            "<storage>/<name>, that `cnn-tune run` printed (or finish it with "
+            "`cnn-tune resume LOCATION`)"
+        )
+    summary = json.loads(text)
+    final = summary.get("final", {"protocol": "best_checkpoint"})
+    if final["protocol"] == "best_checkpoint":
+        prefix = f"{Path(summary['best']['path']).name}/checkpoint_"
+    else:
+        prefix = f"{FINAL_DIR}/{final['models'][0]['name']}/"
+    local = scratch / location.rsplit("/", 1)[-1]
+    copy_files(
+        location, [SUMMARY_FILE, *(n for n in list_files(location) if n.startswith(prefix))], local
+    )
+    return local
 
 
 def _final_model_state(sweep_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:

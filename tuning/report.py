@@ -3,12 +3,14 @@
 The report works on a finished sweep and on one still running: it reads Tune's
 experiment state and each trial's progress.csv, plus summary.json once it exists. It
 writes `index.html`, with plotly.js and every PNG inlined so it opens offline, and the
-same PNGs as files beside it. Sweeps in a bucket are not read: copy them locally first.
+same PNGs as files beside it. A sweep in a bucket (s3://, gs://) is first copied to a
+temporary folder, without the checkpoints other than each trial's latest.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from tuning import report_html as html
 from tuning import report_plotly as interactive
 from tuning import report_plots as plots
 from tuning.errors import ConfigError
+from tuning.final import FINAL_DIR
 from tuning.report_analysis import (
     STOPPING_SCHEDULERS,
     Column,
@@ -28,7 +31,15 @@ from tuning.report_analysis import (
 )
 from tuning.report_data import SweepView, load_sweep
 from tuning.report_parallel import parallel_coordinates_figure
-from tuning.storage import is_remote
+from tuning.runner import EXPERIMENT_FILE
+from tuning.storage import (
+    copy_files,
+    is_remote,
+    latest_checkpoints_only,
+    list_files,
+    read_text,
+    resolve_location,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,19 +56,46 @@ class Report:
 
 
 def write_report(directory: str | Path, output: str | Path | None = None) -> Path:
-    """Write the report of the sweep in `directory`; return the path of index.html.
+    """Write the report of the sweep at `directory`; return the path of index.html.
 
     Args:
-        directory: a local sweep folder, <storage>/<name>.
-        output: the folder to write into; default `<directory>/report`.
+        directory: a sweep, <storage>/<name>: a local folder or a storage URI.
+        output: the local folder to write into; default `<directory>/report` for a local
+            sweep and `./<name>-report` for one in a bucket.
 
     Raises:
-        ConfigError: `directory` is a URI, not a folder, or not a cnn-tune sweep.
+        ConfigError: `directory` is not a folder, or not a cnn-tune sweep.
     """
-    sweep_dir = _local_sweep_folder(directory)
+    text = str(directory)
+    if not is_remote(text):
+        sweep_dir = _local_sweep_folder(text)
+        return _write(sweep_dir, Path(output) if output else sweep_dir / REPORT_FOLDER)
+    location = resolve_location(text)
+    name = location.rsplit("/", 1)[-1]
+    if read_text(location, EXPERIMENT_FILE) is None:
+        raise ConfigError(
+            f"report: {text!r} is not a cnn-tune sweep (no {EXPERIMENT_FILE} there); pass "
+            "the <storage>/<name> that `cnn-tune run` printed"
+        )
+    with tempfile.TemporaryDirectory(prefix="cnn-tune-report-") as scratch:
+        sweep_dir = Path(scratch) / name
+        files = list_files(location)
+        wanted = [n for n in files if n.split("/", 1)[0] not in (REPORT_FOLDER, FINAL_DIR)]
+        wanted = latest_checkpoints_only(wanted)
+        logger.info(
+            "report: copying %d files (%.1f MB) of %s; of the checkpoints, each trial's latest",
+            len(wanted),
+            sum(files[n] for n in wanted) / 1e6,
+            location,
+        )
+        copy_files(location, wanted, sweep_dir)
+        return _write(sweep_dir, Path(output) if output else Path(f"{name}-report"))
+
+
+def _write(sweep_dir: Path, output: Path) -> Path:
     logger.info("report: reading %s", sweep_dir)
     report = render_report(load_sweep(sweep_dir))
-    target = Path(output).expanduser().resolve() if output else sweep_dir / REPORT_FOLDER
+    target = output.expanduser().resolve()
     target.mkdir(parents=True, exist_ok=True)
     for filename, data in report.images.items():
         (target / filename).write_bytes(data)
@@ -77,14 +115,7 @@ def render_report(view: SweepView) -> Report:
     )
 
 
-def _local_sweep_folder(directory: str | Path) -> Path:
-    text = str(directory)
-    if is_remote(text):
-        raise ConfigError(
-            f"report: {text!r} is a storage URI; the report reads local folders only. Copy "
-            f"the sweep first (e.g. `aws s3 sync {text} ./runs/NAME` or `gsutil -m rsync -r "
-            f"{text} ./runs/NAME`), then run `cnn-tune report ./runs/NAME`"
-        )
+def _local_sweep_folder(text: str) -> Path:
     path = Path(text).expanduser().resolve()
     if not path.is_dir():
         raise ConfigError(

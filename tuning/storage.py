@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +20,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuning.errors import ConfigError
+
+_CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders: checkpoint_000012
 
 
 def is_remote(location: str) -> bool:
@@ -47,7 +50,7 @@ def _fs(location: str) -> tuple[pafs.FileSystem, str]:
         return pafs.FileSystem.from_uri(location)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
         raise ConfigError(
-            f"--storage {location!r}: cannot open it ({error}); use s3://, gs://, file:// "
+            f"{location!r}: cannot open it ({error}); use s3://, gs://, file:// "
             "or a path, with the credentials your cloud's SDK reads"
         ) from error
 
@@ -78,6 +81,59 @@ def read_bytes(location: str, name: str) -> bytes | None:
         return None
     with fs.open_input_stream(f"{root}/{name}") as stream:
         return bytes(stream.read())
+
+
+def list_files(location: str) -> dict[str, int]:
+    """Every file under `location` (a path or URI): its name relative to it -> its bytes.
+
+    Raises:
+        ConfigError: `location` is not a folder.
+    """
+    fs, root = _fs(location)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        raise ConfigError(f"{location!r} is not a folder; pass a sweep, <storage>/<name>")
+    return {
+        info.path[len(root) :].lstrip("/"): info.size or 0
+        for info in fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        if info.type == pafs.FileType.File
+    }
+
+
+def copy_files(location: str, names: Iterable[str], target: Path) -> None:
+    """Copy `<location>/<name>` to `<target>/<name>` for each name, creating folders."""
+    fs, root = _fs(location)
+    for name in names:
+        destination = target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_stream(f"{root}/{name}") as stream:
+            destination.write_bytes(stream.read())
+
+
+def latest_checkpoints_only(names: Iterable[str]) -> list[str]:
+    """`names` without the checkpoint files other than those of each trial's newest one.
+
+    Tune names a trial's checkpoints `<trial>/checkpoint_000012/...`, numbered in order.
+    """
+    names = list(names)
+    latest: dict[str, str] = {}  # trial folder -> its newest checkpoint folder
+    for name in names:
+        trial, checkpoint = _checkpoint_of(name)
+        if checkpoint:
+            latest[trial] = max(latest.get(trial, ""), checkpoint)
+    kept = []
+    for name in names:
+        trial, checkpoint = _checkpoint_of(name)
+        if checkpoint is None or latest[trial] == checkpoint:
+            kept.append(name)
+    return kept
+
+
+def _checkpoint_of(name: str) -> tuple[str, str | None]:
+    """(trial folder, checkpoint folder) of a file in a checkpoint, else (first part, None)."""
+    parts = name.split("/")
+    if len(parts) > 2 and parts[1].startswith(_CHECKPOINT_PREFIX):
+        return parts[0], parts[1]
+    return parts[0], None
 
 
 def holds_anything(location: str) -> bool:

@@ -145,10 +145,13 @@ def test_retrained_models_are_reused_when_the_sweep_is_summarized_again(
     assert all(torch.equal(saved["model"][k], v) for k, v in again[0].state["model"].items())
 
 
-def test_export_writes_the_retrained_model_the_summary_tested(retrain_sweep, tmp_path):
+@pytest.mark.parametrize("address", ["folder", "uri"])
+def test_export_writes_the_retrained_model_the_summary_tested(retrain_sweep, tmp_path, address):
     outcome, _ = retrain_sweep
+    sweep = outcome.experiment_dir
+    source = {"folder": str(sweep), "uri": sweep.as_uri()}[address]
 
-    model_dir = export_best(outcome.experiment_dir, tmp_path / "model")
+    model_dir = export_best(source, tmp_path / "model")
 
     weights = torch.load(model_dir / WEIGHTS_FILE, weights_only=True)
     saved = load_final_state(outcome.location, "seed_0")

@@ -24,6 +24,7 @@ from tuning.report_data import STATUS_LABELS, load_sweep
 from tuning.report_html import RUNNING_NOTE
 from tuning.results import SUMMARY_FILE
 from tuning.runner import SweepOutcome, run_sweep
+from tuning.storage import copy_sweep_for_reading
 
 pytestmark = pytest.mark.integration
 
@@ -205,12 +206,49 @@ def test_cli_report_exits_0_and_prints_the_index_path(asha_sweep, tmp_path, caps
     assert {p.name for p in output.glob("*.png")} >= ASHA_PNGS
 
 
-@pytest.mark.parametrize("make_folder", ["empty", "missing", "bucket"])
+@pytest.mark.parametrize("make_folder", ["empty", "missing", "missing_uri"])
 def test_cli_report_on_a_non_sweep_exits_2_naming_it(tmp_path, capsys, make_folder):
-    target = {"empty": str(tmp_path), "missing": str(tmp_path / "nope"), "bucket": "s3://b/sweep"}
+    target = {
+        "empty": str(tmp_path),
+        "missing": str(tmp_path / "nope"),
+        "missing_uri": (tmp_path / "nope").as_uri(),
+    }
     assert main(["report", target[make_folder]]) == 2
     error = capsys.readouterr().err
     assert target[make_folder] in error and "sweep" in error
+
+
+def test_cli_report_on_an_unknown_storage_scheme_exits_2_naming_the_schemes(capsys):
+    assert main(["report", "nosuch://bucket/sweep"]) == 2
+    error = capsys.readouterr().err
+    assert "nosuch://bucket/sweep" in error and "s3://" in error
+
+
+def test_report_of_a_sweep_by_uri_is_written_to_a_local_name_report_folder(
+    asha_sweep, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    index = write_report(asha_sweep.experiment_dir.as_uri())
+
+    assert index == tmp_path / "asha-report" / INDEX_FILE
+    assert {p.name for p in index.parent.glob("*.png")} >= ASHA_PNGS
+    assert len(leaderboard_rows(index.read_text())) == 8
+
+
+def test_copy_for_reading_keeps_each_trials_latest_checkpoint_only(pbt_sweep, tmp_path):
+    source, _ = pbt_sweep  # PBT keeps several checkpoints per trial
+    copied = copy_sweep_for_reading(source.as_uri(), tmp_path / "copy", skip=(REPORT_FOLDER,))
+
+    assert copied > 0 and not (tmp_path / "copy" / REPORT_FOLDER).exists()
+    checkpoints = len(list(source.glob("trial_*/checkpoint_*")))
+    assert len(list((tmp_path / "copy").glob("trial_*/checkpoint_*"))) < checkpoints
+    for trial_dir in source.glob("trial_*"):
+        kept = sorted(p.name for p in (tmp_path / "copy" / trial_dir.name).glob("checkpoint_*"))
+        assert kept == [max(p.name for p in trial_dir.glob("checkpoint_*"))]
+        progress = trial_dir / "progress.csv"
+        assert (tmp_path / "copy" / trial_dir.name / "progress.csv").read_bytes() == (
+            progress.read_bytes()
+        )
 
 
 def test_report_on_a_sweep_without_summary_says_it_is_still_running(asha_sweep, tmp_path):

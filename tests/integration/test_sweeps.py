@@ -7,9 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from trainables.checkpoint import load_checkpoint
 from tuning.experiment import validate_experiment
+from tuning.export import MODEL_FILE, WEIGHTS_FILE, export_best
+from tuning.report import INDEX_FILE, write_report
 from tuning.results import SUMMARY_FILE
 from tuning.runner import run_sweep
 
@@ -170,18 +174,49 @@ def test_summary_names_trials_that_stopped_themselves_early(
     assert summary["num_stopped_early"] == 0  # FIFO stops nothing itself
 
 
-def test_sweep_to_a_storage_uri_writes_everything_there(ray_two_cpus, small_experiment, tmp_path):
-    """A bucket URI (s3://, gs://) takes the same code path as this file:// one."""
+@pytest.fixture(scope="module")
+def uri_sweep(ray_two_cpus, small_experiment, tmp_path_factory) -> tuple[str, Path]:
+    """A sweep written through a storage URI: (the URI, the folder it names)."""
     raw = small_experiment(search={"algorithm": "random", "num_samples": 2, "seed": 0})
-    raw["train"]["epochs"] = 1
+    raw["train"]["epochs"] = 2
+    storage = tmp_path_factory.mktemp("bucket")
+    outcome = run_sweep(validate_experiment(raw), storage=storage.as_uri(), name="uri")
+    return outcome.location, storage / "uri"
 
-    outcome = run_sweep(validate_experiment(raw), storage=f"file://{tmp_path}/bucket", name="uri")
 
-    assert outcome.location == f"file://{tmp_path}/bucket/uri"
-    written = tmp_path / "bucket" / "uri"
+def test_sweep_to_a_storage_uri_writes_everything_there(uri_sweep):
+    """A bucket URI (s3://, gs://) takes the same code path as this file:// one."""
+    location, written = uri_sweep
+
+    assert location == written.as_uri()
     summary = json.loads((written / SUMMARY_FILE).read_text())
     assert summary["num_trials"] == 2
     assert (written / "cnn-tune-experiment.yaml").is_file()
     assert len(trial_dirs(written)) == 2
     assert all(list(d.glob("events.out.tfevents.*")) for d in trial_dirs(written))
     assert list(written.glob("events.out.tfevents.*"))  # the HParams experiment, at the root
+
+
+def test_report_and_export_read_a_sweep_by_its_uri(uri_sweep, tmp_path, monkeypatch):
+    """Through a scratch copy: the paths summary.json records are not on this machine."""
+    _, written = uri_sweep
+    elsewhere = tmp_path / "bucket" / "uri"
+    elsewhere.parent.mkdir()
+    monkeypatch.chdir(tmp_path)
+    written.rename(elsewhere)  # the sweep is now reachable only through its new URI
+    try:
+        index = write_report(elsewhere.as_uri())
+        model = export_best(elsewhere.as_uri())
+    finally:
+        elsewhere.rename(written)
+
+    assert index == tmp_path / "uri-report" / INDEX_FILE and "Leaderboard" in index.read_text()
+    assert model == tmp_path / "uri-model"
+    assert json.loads((model / MODEL_FILE).read_text())["source"]["sweep"] == elsewhere.as_uri()
+    best = json.loads((written / SUMMARY_FILE).read_text())["best"]
+    trial_dir = written / Path(best["path"]).name
+    states = [load_checkpoint(c) for c in trial_dir.glob("checkpoint_*")]
+    (state,) = [s for s in states if s["epoch"] == best["checkpoint_epoch"]]
+    weights = torch.load(model / WEIGHTS_FILE, weights_only=True)
+    assert weights.keys() == state["model"].keys()
+    assert all(torch.equal(weights[k], state["model"][k]) for k in weights)
