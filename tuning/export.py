@@ -182,10 +182,9 @@ def _copy_final_model(location: str, scratch: Path) -> Path:
         prefix = f"{Path(summary['best']['path']).name}/checkpoint_"
     else:
         prefix = f"{FINAL_DIR}/{final['models'][0]['name']}/"
+    model_files = [name for name in list_files(location) if name.startswith(prefix)]
     local = scratch / location.rsplit("/", 1)[-1]
-    copy_files(
-        location, [SUMMARY_FILE, *(n for n in list_files(location) if n.startswith(prefix))], local
-    )
+    copy_files(location, [SUMMARY_FILE, *model_files], local)
     return local
 
 

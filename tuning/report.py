@@ -79,17 +79,18 @@ def write_report(directory: str | Path, output: str | Path | None = None) -> Pat
         )
     with tempfile.TemporaryDirectory(prefix="cnn-tune-report-") as scratch:
         sweep_dir = Path(scratch) / name
-        files = list_files(location)
-        wanted = [n for n in files if n.split("/", 1)[0] not in (REPORT_FOLDER, FINAL_DIR)]
-        wanted = latest_checkpoints_only(wanted)
-        logger.info(
-            "report: copying %d files (%.1f MB) of %s; of the checkpoints, each trial's latest",
-            len(wanted),
-            sum(files[n] for n in wanted) / 1e6,
-            location,
-        )
-        copy_files(location, wanted, sweep_dir)
+        _copy_what_the_report_reads(location, sweep_dir)
         return _write(sweep_dir, Path(output) if output else Path(f"{name}-report"))
+
+
+def _copy_what_the_report_reads(location: str, target: Path) -> None:
+    """Everything but the final models, old reports, and all checkpoints but the latest."""
+    files = list_files(location)
+    wanted = [n for n in files if n.split("/", 1)[0] not in (REPORT_FOLDER, FINAL_DIR)]
+    wanted = latest_checkpoints_only(wanted)
+    megabytes = sum(files[n] for n in wanted) / 1e6
+    logger.info("report: copying %d files (%.1f MB) of %s", len(wanted), megabytes, location)
+    copy_files(location, wanted, target)
 
 
 def _write(sweep_dir: Path, output: Path) -> Path:
