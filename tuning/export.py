@@ -60,7 +60,8 @@ def export_best(sweep: str | Path, output: str | Path | None = None) -> Path:
     text = str(sweep)
     if not is_remote(text):
         sweep_dir = Path(text).expanduser().resolve()
-        return _export(sweep_dir, Path(output) if output else sweep_dir / MODEL_DIR, text)
+        output_dir = Path(output) if output else sweep_dir / MODEL_DIR
+        return _export(sweep_dir, output_dir, str(sweep_dir))
     with tempfile.TemporaryDirectory(prefix="cnn-tune-export-") as scratch:
         local = _copy_final_model(text, Path(scratch))
         return _export(local, Path(output) if output else Path(f"{local.name}-model"), text)
