@@ -3,8 +3,8 @@
 Tune's own `ExperimentAnalysis` gives the trials (status, config, last result) from its
 experiment state, with no running Ray; each trial's per-epoch rows come from its
 progress.csv. summary.json, written once the sweep has finished, adds the test result and
-is the source of the best trial and the PBT lineage; before that, the lineage is merged
-from each trial's latest checkpoint.
+is the source of how each trial ended, the best trial and the PBT lineage; before that,
+the lineage is merged from each trial's latest checkpoint.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +129,14 @@ def load_sweep(directory: Path) -> SweepView:
     analysis = _analysis(directory)
     summary = _read_summary(directory)
     num_classes = _num_classes(summary, analysis.trials)
+    ended = {t["trial_id"]: t for t in (summary or {}).get("trials", [])}
     trials = [
         _trial_view(trial, _progress_rows(trial, analysis), experiment, num_classes)
         for trial in analysis.trials
     ]
+    # Tune's last saved state can still show a trial whose process died as pending or
+    # running; the summary has how each trial ended, from the results Tune returned.
+    trials = [_as_summarized(t, ended[t.trial_id]) if t.trial_id in ended else t for t in trials]
     lineage: list[dict[str, Any]] = []
     if experiment.scheduler.name in ("pbt", "pb2"):  # report_analysis.POPULATION_SCHEDULERS
         lineage = summary["lineage"] if summary else _lineage(analysis.trials)
@@ -198,6 +202,11 @@ def _trial_view(
         error=_error_text(trial, last_result),
         diagnosis=diagnose(history, num_classes),
     )
+
+
+def _as_summarized(trial: TrialView, record: dict[str, Any]) -> TrialView:
+    """`trial` with the status and error that summary.json recorded for it."""
+    return replace(trial, status=record["status"], error=record.get("error") or trial.error)
 
 
 def _progress_rows(trial: Trial, analysis: tune.ExperimentAnalysis) -> list[dict[str, Any]]:

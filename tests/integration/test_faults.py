@@ -1,6 +1,7 @@
 """A trial's process dies mid-sweep (SIGKILL, as the OOM killer or a lost node would do it):
-Ray retries it from its last checkpoint, or, out of retries, the sweep records the error
-and still finishes with the other trials' results."""
+Ray retries it from its last checkpoint, or, out of retries, the sweep records the error,
+still finishes with the other trials' results, and shows the error in the report and in
+TensorBoard's HParams view."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from typing import Any
 
 import pytest
 from ray import tune
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import api_pb2, metadata
 
 from tuning.experiment import validate_experiment
+from tuning.report import write_report
+from tuning.report_data import STATUS_LABELS
 from tuning.runner import run_sweep
 
 pytestmark = pytest.mark.integration
@@ -48,13 +53,14 @@ def sweep_with_a_killed_trial(small_experiment, storage, max_failures: int):
     )
     assert killer.killed is not None, "no trial reached the epoch to kill it at"
     trial = next(t for t in outcome.summary["trials"] if t["trial_id"] == killer.killed)
-    return outcome.summary, trial
+    return outcome, trial
 
 
 def test_a_killed_trial_is_retried_from_its_checkpoint_and_finishes(
     ray_two_cpus, small_experiment, tmp_path
 ):
-    summary, killed = sweep_with_a_killed_trial(small_experiment, tmp_path, max_failures=1)
+    outcome, killed = sweep_with_a_killed_trial(small_experiment, tmp_path, max_failures=1)
+    summary = outcome.summary
 
     assert summary["num_errored"] == 0
     assert killed["status"] == "completed" and killed["epochs"] == EPOCHS
@@ -64,10 +70,23 @@ def test_a_killed_trial_is_retried_from_its_checkpoint_and_finishes(
 def test_a_killed_trial_out_of_retries_is_recorded_and_the_sweep_still_finishes(
     ray_two_cpus, small_experiment, tmp_path
 ):
-    summary, killed = sweep_with_a_killed_trial(small_experiment, tmp_path, max_failures=0)
+    outcome, killed = sweep_with_a_killed_trial(small_experiment, tmp_path, max_failures=0)
+    summary = outcome.summary
 
     assert summary["num_errored"] == 1 and summary["num_trials"] == 3
     assert killed["status"] == "error" and killed["error"]
     assert killed["epochs"] == KILL_AT_EPOCH  # its finished epochs are kept
     assert summary["best"]["trial_id"] != killed["trial_id"]
     assert summary["test"]["evaluations"] == 1
+
+    html = write_report(outcome.experiment_dir).read_text()
+    leaderboard = html.split("<h2>Leaderboard</h2>", 1)[1].split("<h2>", 1)[0]
+    (row,) = [r for r in leaderboard.split("<tr") if killed["trial_id"] in r]
+    assert STATUS_LABELS["error"] in row and "status-error" in row
+
+    run = EventAccumulator(str(outcome.experiment_dir / f"trial_{killed['trial_id']}"))
+    run.Reload()
+    assert [e.step for e in run.Scalars("val_acc")] == list(range(1, KILL_AT_EPOCH + 1))
+    content = run.PluginTagToContent(metadata.PLUGIN_NAME)
+    end = metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG])
+    assert end.status == api_pb2.STATUS_FAILURE
