@@ -10,6 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @property
+    def mutates_config(self) -> bool:
+        """Whether a trial's hyperparameters can change while it runs (PBT-style)."""
+        return False
+
 
 class FIFOSettings(_Settings):
     """Run every trial to its last epoch."""
@@ -57,6 +62,10 @@ class _PopulationSettings(_Settings):
         description="dotted train-config paths of tuned parameters to mutate, e.g. optimizer.lr",
     )
     synch: bool = False
+
+    @property
+    def mutates_config(self) -> bool:
+        return True
 
 
 class PBTSettings(_PopulationSettings):

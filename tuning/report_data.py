@@ -106,7 +106,7 @@ class SweepView:
 
 @dataclass(frozen=True)
 class LrBatchPoint:
-    """A trial's learning rate and batch size, as configured (for PBT: its latest config)."""
+    """A trial's learning rate and batch size at its last epoch (PBT mutates them)."""
 
     trial: TrialView
     lr: float
@@ -138,7 +138,7 @@ def load_sweep(directory: Path) -> SweepView:
     # running; the summary has how each trial ended, from the results Tune returned.
     trials = [_as_summarized(t, ended[t.trial_id]) if t.trial_id in ended else t for t in trials]
     lineage: list[dict[str, Any]] = []
-    if experiment.scheduler.name in ("pbt", "pb2"):  # report_analysis.POPULATION_SCHEDULERS
+    if experiment.scheduler.mutates_config:
         lineage = summary["lineage"] if summary else _lineage(analysis.trials)
     best_id = (summary or {}).get("best", {}).get("trial_id")
     ranked = rank_trials(trials, experiment.resolved_mode, best_id)
@@ -178,10 +178,13 @@ def _trial_view(
 ) -> TrialView:
     metric, mode = experiment.metric, experiment.resolved_mode
     history = epoch_rows(rows)
-    config = dict(trial.config or {})
+    last_result = trial.last_result or {}
+    # The config of its last epoch, as in summary.json: PBT can exploit at a trial's last
+    # epoch and leave trial.config with values it never trained with.
+    trained_with = last_result.get("config")
+    config = dict(trained_with if isinstance(trained_with, dict) else trial.config or {})
     epochs = len(history)
     planned = TrainConfig.model_validate(config).epochs if config else experiment.max_epochs
-    last_result = trial.last_result or {}
     status = _UNFINISHED.get(trial.status) or classify_status(
         trial.status == "ERROR", last_result, epochs, planned
     )

@@ -62,7 +62,7 @@ def summarize(
         _trial_record(result, metric, mode, tuned_paths, num_classes) for result in by_id.values()
     ]
     lineage: list[dict[str, Any]] = []
-    if experiment.scheduler.name in ("pbt", "pb2"):
+    if experiment.scheduler.mutates_config:
         lineage = merge_lineage(*(_lineage(result) for result in by_id.values()))
         for record in trials:
             record["lineage"] = [e for e in lineage if e["trial_id"] == record["trial_id"]]

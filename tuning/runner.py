@@ -271,7 +271,12 @@ def _run_config(
         # keeps every row, and Tune reads it when there is no result.json.
         callbacks=[
             CSVLoggerCallback(),  # progress.csv: one row per reported epoch
-            TensorBoardLogger(experiment.metric, experiment.resolved_mode, experiment.train),
+            TensorBoardLogger(
+                experiment.metric,
+                experiment.resolved_mode,
+                experiment.train,
+                config_can_change=experiment.scheduler.mutates_config,
+            ),
             *callbacks,
         ],
         verbose=1,

@@ -14,9 +14,14 @@ HParams layout (what TensorBoard's hparams plugin reads, tensorboard 2.x):
   experiment summary, so per-trial experiment summaries (what `add_hparams` writes)
   would show only the first trial's parameters.
 - `<sweep>/trial_<id>/events.out.tfevents.*`, one session per trial: the tuned values it
-  used (a conditional one only where its branch was taken), written when it ends with
-  its status (failure for errored, diverged or infeasible trials). A metric column's
-  value is the last scalar the trial wrote under that tag.
+  used (a conditional one only where its branch was taken), then, when it ends, its status
+  (failure for errored, diverged or infeasible trials). A metric column's value is the
+  last scalar the trial wrote under that tag.
+
+The values are written when the trial starts, so the dashboard lists running trials,
+except under PBT-style schedulers: there the values change while the trial runs and are
+written when it ends. TensorBoard keeps the first summary of each kind in a run: a trial
+resumed after Ctrl-C writes its session start again, with the same values.
 
 Everything is written under the driver's staging folder, which Ray copies to the
 sweep's storage (a path or a bucket) with the trial's other files.
@@ -47,15 +52,20 @@ class TensorBoardLogger(LoggerCallback):
 
     _SAVED_FILE_TEMPLATES = ["events.out.tfevents.*"]  # what Ray syncs to remote storage
 
-    def __init__(self, metric: str, mode: str, search_space: dict[str, Any]) -> None:
+    def __init__(
+        self, metric: str, mode: str, search_space: dict[str, Any], *, config_can_change: bool
+    ) -> None:
         """Prepares the HParams columns of a sweep.
 
         Args:
             metric: The metric the sweep optimizes, e.g. `val_acc`.
             mode: `max` or `min`: which direction of `metric` is better.
             search_space: The experiment's `train:` tree, with its search domains.
+            config_can_change: True under PBT-style schedulers, which mutate a running
+                trial's config: its session's values are then written when it ends.
         """
         self._metric, self._mode = metric, mode
+        self._values_known_at_start = not config_can_change
         self._tuned_paths = space.tuned_paths(search_space)
         self._columns = {info.name: info for info in hparam_infos(search_space)}
         self._experiment_written = False
@@ -64,6 +74,8 @@ class TensorBoardLogger(LoggerCallback):
         self._started_at: dict[str, float] = {}  # trial id -> seconds since the epoch
         self._failed: set[str] = set()  # trial ids that diverged or were infeasible
         self._ended: set[str] = set()
+        self._session_started: set[str] = set()  # trial ids, in this driver process
+        self._trained_with: dict[str, dict[str, Any]] = {}  # trial id -> last result's config
 
     def log_trial_start(self, trial: Trial) -> None:
         if not self._experiment_written:
@@ -72,12 +84,17 @@ class TensorBoardLogger(LoggerCallback):
             trial.init_local_path()
             self._writers[trial] = SummaryWriter(trial.local_path, flush_secs=10)
             self._started_at.setdefault(trial.trial_id, time.time())
+            if self._values_known_at_start:
+                self._start_session(trial)
+                self._writers[trial].flush()  # the dashboard lists it now, not in 10 s
 
     def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
         if result.get(m.DIVERGED) or result.get(m.INFEASIBLE):
             self._failed.add(trial.trial_id)
         if m.EPOCH not in result:
             return
+        if not self._values_known_at_start and isinstance(result.get("config"), dict):
+            self._trained_with[trial.trial_id] = result["config"]
         self.log_trial_start(trial)
         writer, epoch = self._writers[trial], int(result[m.EPOCH])
         for name in m.EPOCH_METRICS:
@@ -95,21 +112,29 @@ class TensorBoardLogger(LoggerCallback):
             return
         self._ended.add(trial.trial_id)
         self.log_trial_start(trial)  # reopens the trial's run if its writer is gone
+        self._start_session(trial)
         writer = self._writers.pop(trial)
         self._best.pop(trial, None)
-        hparams = space.tuned_values(trial.config, self._tuned_paths)
         status = (
             api_pb2.STATUS_FAILURE
             if failed or trial.trial_id in self._failed
             else api_pb2.STATUS_SUCCESS
         )
-        # add_hparams() would open a second run in a sub-folder; write into this one.
-        file_writer = writer._get_file_writer()
-        file_writer.add_summary(
-            session_start_summary(hparams, self._columns, self._started_at[trial.trial_id])
-        )
-        file_writer.add_summary(session_end_summary(status))
+        writer._get_file_writer().add_summary(session_end_summary(status))
         writer.close()
+
+    def _start_session(self, trial: Trial) -> None:
+        """Write the trial's session start (its tuned values) once, into its own run."""
+        if trial.trial_id in self._session_started:
+            return
+        self._session_started.add(trial.trial_id)
+        # PBT can exploit at a trial's last epoch: trial.config then holds values it never
+        # trained with, and its last result the ones it did.
+        config = self._trained_with.pop(trial.trial_id, trial.config)
+        hparams = space.tuned_values(config, self._tuned_paths)
+        summary = session_start_summary(hparams, self._columns, self._started_at[trial.trial_id])
+        # add_hparams() would open a second run in a sub-folder; write into this one.
+        self._writers[trial]._get_file_writer().add_summary(summary)
 
     def _write_experiment(self, experiment_dir: str) -> None:
         """The sweep's one experiment summary, in the sweep folder's own run."""

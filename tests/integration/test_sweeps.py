@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -61,11 +62,17 @@ def val_acc_steps(trial_dir: Path) -> list[int]:
 
 
 def hparams_of(trial_dir: Path) -> dict[str, object]:
+    """The kind of each value in the trial's HParams session: number_value, string_value..."""
+    return {key: value.WhichOneof("kind") for key, value in session_values(trial_dir).items()}
+
+
+def session_values(trial_dir: Path) -> dict[str, Any]:
+    """The trial's HParams session values (google.protobuf.Value), as TensorBoard reads them."""
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     content = tensorboard_run(trial_dir).PluginTagToContent("hparams")
     data = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-    return {key: value.WhichOneof("kind") for key, value in data.session_start_info.hparams.items()}
+    return dict(data.session_start_info.hparams)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +138,7 @@ def test_pbt_sweep_runs_with_checkpoints_aligned_to_its_interval(
     summary = outcome.summary
     assert summary["num_trials"] == 4 and summary["num_errored"] == 0
     assert all(t["epochs"] == 6 for t in summary["trials"])
+    tuned = {t["trial_id"]: t["tuned"] for t in summary["trials"]}
     for trial_dir in trial_dirs(outcome.experiment_dir):
         rows = progress_rows(trial_dir)
         # The epoch counter continues through exploits: it always equals Tune's iteration.
@@ -139,7 +147,10 @@ def test_pbt_sweep_runs_with_checkpoints_aligned_to_its_interval(
         # Every reported epoch reaches TensorBoard, across PBT's pauses and restarts (a
         # trial that exploits a donor behind it repeats the donor's later epochs).
         assert val_acc_steps(trial_dir) == [r["epoch"] for r in rows]
-        assert set(hparams_of(trial_dir)) == {"optimizer.lr", "batch_size"}
+        # The session holds the values the trial ended with, after PBT's mutations.
+        values = {k: v.number_value for k, v in session_values(trial_dir).items()}
+        assert values == pytest.approx(tuned[trial_dir.name.removeprefix("trial_")])
+        assert rows[-1]["batch_size"] == values["batch_size"]
     assert (outcome.experiment_dir / "pbt_global.txt").exists()
 
 

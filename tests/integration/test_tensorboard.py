@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ray import tune
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2, metadata
 
@@ -40,8 +41,25 @@ METRIC_TAGS = {"best_val_acc", "val_acc", "val_loss", "train_acc", "train_loss",
 EPOCHS = 2
 
 
+class SessionAtFirstEpoch(tune.Callback):
+    """Reads each trial's run, as TensorBoard would, when its first epoch is reported."""
+
+    def __init__(self, seen: dict[str, dict[str, bytes]]) -> None:
+        self.seen = seen
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if trial.trial_id not in self.seen:
+            self.seen[trial.trial_id] = hparams_content(Path(trial.local_path))
+
+
 @pytest.fixture(scope="module")
-def sweep(ray_two_cpus, small_experiment, tmp_path_factory):
+def sessions_mid_trial() -> dict[str, dict[str, bytes]]:
+    """trial id -> the hparams summaries in its run at its first epoch (filled by `sweep`)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def sweep(ray_two_cpus, small_experiment, tmp_path_factory, sessions_mid_trial):
     raw = small_experiment(search={"algorithm": "random", "num_samples": 5, "seed": 3})
     raw["train"]["epochs"] = EPOCHS
     raw["train"]["model"] = {"name": "cnn", "depth": 1, "width": {"randint": [4, 9]}}
@@ -58,7 +76,12 @@ def sweep(ray_two_cpus, small_experiment, tmp_path_factory):
         ]
     }
     storage = tmp_path_factory.mktemp("runs")
-    outcome = run_sweep(validate_experiment(raw), storage=str(storage), name="board")
+    outcome = run_sweep(
+        validate_experiment(raw),
+        storage=str(storage),
+        name="board",
+        callbacks=[SessionAtFirstEpoch(sessions_mid_trial)],
+    )
     chosen = {t["tuned"]["optimizer.name"] for t in outcome.summary["trials"]}
     assert chosen == {"sgd", "adam"}, "the seed must take both branches of the choice"
     return outcome
@@ -68,7 +91,10 @@ def hparams_content(run_dir: Path) -> dict[str, bytes]:
     """The hparams plugin's summaries in one run (one folder), read by TensorBoard."""
     accumulator = EventAccumulator(str(run_dir))
     accumulator.Reload()
-    return accumulator.PluginTagToContent(metadata.PLUGIN_NAME)
+    try:
+        return accumulator.PluginTagToContent(metadata.PLUGIN_NAME)
+    except KeyError:  # no hparams summary in this run
+        return {}
 
 
 def as_python(value: Any) -> Any:
@@ -112,6 +138,20 @@ def test_tensorboard_trial_run_holds_a_session_with_exactly_its_tuned_values(swe
             assert start.hparams[key].WhichOneof("kind") == "number_value"
         end = metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG])
         assert end.status == api_pb2.STATUS_SUCCESS
+
+
+def test_tensorboard_lists_a_running_trial_with_its_values_and_no_end_yet(
+    sweep, sessions_mid_trial
+):
+    trials = {t["trial_id"]: t for t in sweep.summary["trials"]}
+    assert set(sessions_mid_trial) == set(trials)
+    for trial_id, content in sessions_mid_trial.items():
+        start = metadata.parse_session_start_info_plugin_data(
+            content[metadata.SESSION_START_INFO_TAG]
+        )
+        values = {key: as_python(value) for key, value in start.hparams.items()}
+        assert values == trials[trial_id]["tuned"]
+        assert metadata.SESSION_END_INFO_TAG not in content
 
 
 def test_tensorboard_session_of_a_diverged_trial_ends_in_failure(
