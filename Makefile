@@ -10,7 +10,14 @@ STAMP := $(VENV)/.cnn-tune-installed
 
 install: $(STAMP)
 
+# The pinned torch pulls its CUDA libraries (they also run on CPU): .venv takes ~6.5 GB.
+NEEDED_KB := 7000000
+
 $(STAMP): pyproject.toml constraints.txt
+	@free=$$(df -Pk . | awk 'NR==2 {print $$4}'); \
+	if [ "$$free" -lt $(NEEDED_KB) ]; then echo "make install: warning: $$((free / 1048576)) GB" \
+	  "free here; .venv needs about 7 GB (torch with its CUDA libraries). Free some space" \
+	  "if pip stops with 'No space left on device'." >&2; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
