@@ -15,6 +15,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from tuning.history import is_finite
 from tuning.report_analysis import (
     POPULATION_SCHEDULERS,
     STOPPING_SCHEDULERS,
@@ -82,7 +83,7 @@ def overview_section(view: SweepView) -> str:
     e = view.experiment
     counts = Counter(t.status for t in view.trials)
     state = (
-        f'<p class="note">Finished: {escape(str(view.summary.get("wall_seconds", "?")))} s.</p>'
+        f'<p class="note">Finished in {_duration(view.summary.get("wall_seconds"))}.</p>'
         if view.summary is not None
         else f'<p class="warn">No summary.json: {RUNNING_NOTE} (or it was interrupted; '
         f"finish it with <code>cnn-tune resume {escape(str(view.directory))}</code>).</p>"
@@ -93,10 +94,32 @@ def overview_section(view: SweepView) -> str:
         "dataset": e.dataset.name,
         "metric": f"{view.metric} ({view.mode})",
         "search": f"{e.search.algorithm}, {e.search.resolved_num_samples} samples",
-        "scheduler": e.scheduler.model_dump_json(exclude_none=True),
+        "scheduler": _settings_text(e.scheduler.model_dump(exclude_none=True)),
         "trials": ", ".join(f"{n} {STATUS_LABELS[s]}" for s, n in sorted(counts.items())),
     }
     return "<h2>Overview</h2>" + state + _table(["", ""], [[k, v] for k, v in facts.items()])
+
+
+def _duration(seconds: Any) -> str:
+    """`wall_seconds` as 42.1 s, 12 min 5 s or 3 h 4 min."""
+    if not is_finite(seconds):
+        return "an unknown time"
+    minutes, secs = divmod(round(float(seconds)), 60)
+    if minutes == 0:
+        return f"{float(seconds):.1f} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    """{"name": "asha", "grace_period": 2} as `asha (grace_period 2)`."""
+    name = settings.pop("name")
+    details = ", ".join(f"{key} {_setting_value(value)}" for key, value in settings.items())
+    return f"{name} ({details})" if details else str(name)
+
+
+def _setting_value(value: Any) -> str:
+    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
 
 
 def leaderboard_section(view: SweepView) -> str:

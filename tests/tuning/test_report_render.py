@@ -142,6 +142,14 @@ def test_render_report_lists_every_status_and_says_there_is_no_test_result_yet(r
     assert "too few trials" in html  # 6 scored trials
 
 
+def test_overview_names_the_scheduler_with_its_settings_and_the_sweeps_duration(view, report):
+    assert "<td>scheduler</td><td>asha (grace_period 1, reduction_factor 2.0, brackets 1)</td>" in (
+        report.html
+    )
+    done = SweepView(view.directory, view.experiment, view.trials, [], {"wall_seconds": 725.2})
+    assert "Finished in 12 min 5 s." in render_report(done).html
+
+
 def test_render_report_highlights_the_leader_of_a_running_sweep(report):
     html = report.html
     assert '<tr class="best"><td>1</td><td>t_completed</td>' in html
