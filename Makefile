@@ -55,7 +55,7 @@ typecheck: $(STAMP)
 lock:
 	rm -rf /tmp/cnn-tune-lock && $(PYTHON) -m venv /tmp/cnn-tune-lock
 	/tmp/cnn-tune-lock/bin/pip install --quiet ".[dev,cluster]"
-	(head -n 2 constraints.txt; /tmp/cnn-tune-lock/bin/pip freeze --exclude cnn-tune) > constraints.new
+	(grep "^#" constraints.txt; /tmp/cnn-tune-lock/bin/pip freeze --exclude cnn-tune) > constraints.new
 	mv constraints.new constraints.txt
 
 clean:

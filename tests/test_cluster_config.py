@@ -9,6 +9,8 @@ API, creating keys and groups) talks to the cloud and is never called here.
 from __future__ import annotations
 
 import copy
+import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -146,7 +148,15 @@ def test_cluster_config_installs_this_checkout_with_its_lock_file(kind: str) -> 
     config = _load(kind)
 
     assert config["file_mounts"]["~/cnn-tune"] == "."
-    assert [c for c in config["setup_commands"] if INSTALL_WITH_LOCK_FILE in c]
+    (install,) = [c for c in config["setup_commands"] if INSTALL_WITH_LOCK_FILE in c]
+    # Whatever else it installs on the nodes (ray[default], boto3) is pinned there too.
+    extra = shlex.split(install.split(INSTALL_WITH_LOCK_FILE, 1)[1].split("#", 1)[0])
+    assert extra and {re.sub(r"\[.*\]", "", name) for name in extra} <= _locked_packages()
+
+
+def _locked_packages() -> set[str]:
+    lines = (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    return {line.split("==")[0].lower() for line in lines if "==" in line}
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIG_FILES))
