@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from schedulers import ASHASettings, MedianStoppingSettings, SchedulerSettings
+from schedulers import ASHASettings, HyperBandSettings, MedianStoppingSettings, SchedulerSettings
 
 MIN_TRIALS_FOR_IMPORTANCE = 8  # fewer scored trials and a forest's importances are noise
 # Schedulers that stop trials by comparing them, and PBT-style ones that exploit others.
@@ -47,16 +47,44 @@ def asha_milestones(
     return sorted(t for t in milestones if t <= max_t)
 
 
+def hyperband_milestones(max_t: int, reduction_factor: float) -> list[int]:
+    """Epochs at which synchronous HyperBand compares the trials of a bracket.
+
+    Mirrors Ray's HyperBandScheduler: bracket `s` = 0 .. s_max starts at
+    r0 = int(max_t * reduction_factor**-s) epochs and multiplies by reduction_factor
+    (capped at max_t, truncated to whole epochs) until max_t; a trial is placed in
+    whichever bracket has room, so every bracket's milestones are listed, sorted.
+
+    Raises:
+        ValueError: a non-positive max_t, or a reduction factor <= 1.
+    """
+    if max_t < 1 or reduction_factor <= 1:
+        raise ValueError(
+            f"need max_t >= 1 and reduction_factor > 1; got {max_t}, {reduction_factor}"
+        )
+    brackets = round(math.log(max_t) / math.log(reduction_factor)) + 1
+    milestones: set[int] = set()
+    for s in range(brackets):
+        r = int(max_t * reduction_factor ** (-s))
+        while r >= 1 and r not in milestones | {max_t}:
+            milestones.add(r)
+            r = int(min(r * reduction_factor, max_t))
+    return sorted(milestones | {max_t})
+
+
 def decision_epochs(settings: SchedulerSettings, max_epochs: int) -> list[int]:
     """The epochs at which the scheduler may stop a trial, where they are fixed in advance.
 
-    ASHA: its rung milestones; median stopping: its grace period; others: none.
+    ASHA and HyperBand: their rung milestones; median stopping: its grace period;
+    others: none.
     """
     if isinstance(settings, ASHASettings):
         max_t = settings.max_t or max_epochs
         return asha_milestones(
             settings.grace_period, settings.reduction_factor, max_t, settings.brackets
         )
+    if isinstance(settings, HyperBandSettings):
+        return hyperband_milestones(settings.max_t or max_epochs, settings.reduction_factor)
     if isinstance(settings, MedianStoppingSettings):
         return [settings.grace_period]
     return []

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import ray
 import torch
@@ -148,6 +148,7 @@ def _fit_and_summarize(
     # the loggers we want are listed explicitly in _run_config.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     start = time.monotonic()
+    TrialsEndedThisRun.ended.clear()
     results = tuner.fit()
     _raise_if_unfinished(results, experiment, final.location)
     summary = summarize(results, experiment, final, time.monotonic() - start)
@@ -158,12 +159,15 @@ def _fit_and_summarize(
 def _raise_if_unfinished(results: tune.ResultGrid, experiment: Experiment, location: str) -> None:
     """Ray returns normally after Ctrl-C; only finished sweeps may touch the test split.
 
-    A trial has ended if Tune's saved state says so, or if it errored in this run: the
-    state Tune saves last can still show a trial whose process just died as running.
-    (The trials in memory are no guide after Ctrl-C: Tune marks them all terminated.)
+    A trial has ended if Tune ended it in this run (TrialsEndedThisRun), or if the state
+    an earlier run saved says so. The state Tune saves last is no guide for this run: it
+    can still show a trial whose process just died as running, or a trial that HyperBand
+    paused as it finished as paused. Nor are the trials in memory: after Ctrl-C Tune
+    marks them all terminated.
     """
     saved = tune.ExperimentAnalysis(location).trials
     ended = {trial.trial_id for trial in saved if trial.status in ("TERMINATED", "ERROR")}
+    ended |= TrialsEndedThisRun.ended
     in_memory = (results[i] for i in range(len(results)))
     ended |= {result_trial_id(r) for r in in_memory if r.error is not None}
     expected = experiment.search.resolved_num_samples * space.grid_size(experiment.train)
@@ -212,6 +216,24 @@ class TrialEndedItself(tune.Stopper):
 
     def stop_all(self) -> bool:
         return False
+
+
+class TrialsEndedThisRun(tune.Callback):
+    """Records every trial Tune completes, stops or fails for good in this driver process.
+
+    Tune calls these hooks only for trials that really ended; after Ctrl-C it terminates
+    the others without them. The ids go to a class attribute because `cnn-tune resume`
+    runs the callback that Tune unpickles from the sweep, not one made here; a process
+    fits one sweep at a time, and `_fit_and_summarize` clears it first.
+    """
+
+    ended: ClassVar[set[str]] = set()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        TrialsEndedThisRun.ended.add(trial.trial_id)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        TrialsEndedThisRun.ended.add(trial.trial_id)
 
 
 def _pretrained_backbones(experiment: Experiment) -> dict[str, StateDict | None]:
@@ -271,6 +293,7 @@ def _run_config(
         # keeps every row, and Tune reads it when there is no result.json.
         callbacks=[
             CSVLoggerCallback(),  # progress.csv: one row per reported epoch
+            TrialsEndedThisRun(),
             TensorBoardLogger(
                 experiment.metric,
                 experiment.resolved_mode,

@@ -1,5 +1,5 @@
-"""Schedulers on real sweeps: ASHA stops hopeless learning rates, PBT exploits and
-mutates for real, and a diverged trial is never picked."""
+"""Schedulers on real sweeps: ASHA and HyperBand stop hopeless learning rates, PBT exploits
+and mutates for real, and a diverged trial is never picked."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from tuning.experiment import validate_experiment
+from tuning.report import write_report
+from tuning.report_analysis import hyperband_milestones
 from tuning.runner import run_sweep
 
 pytestmark = pytest.mark.integration
@@ -44,6 +46,42 @@ def test_asha_stops_hopeless_learning_rates_and_keeps_a_good_one(
     compute = summary["compute"]
     assert compute["fifo_epochs"] == 32 and compute["epochs"] == sum(epochs.values()) < 32
     assert sum(compute["stopped_by_scheduler_at_epoch"].values()) == summary["num_stopped_early"]
+
+
+def test_hyperband_pauses_and_resumes_trials_and_stops_the_worst_at_a_milestone(
+    ray_two_cpus, small_experiment, tmp_path
+):
+    raw = small_experiment(
+        search={"algorithm": "grid"},
+        scheduler={"name": "hyperband", "reduction_factor": 2},
+    )
+    raw["train"]["epochs"] = 4
+    raw["train"]["batch_size"] = 64
+    # Ray fills HyperBand's brackets in order: the first three trials go to the bracket
+    # that runs all of them to max_t, the last three to the one that compares them at
+    # epoch 2 and keeps two.
+    lrs = [1.0e-2, 3.0e-3, 1.0e-3, 5.0e-3, 1.0e-7, 3.0e-8]
+    raw["train"]["optimizer"] = {"name": "adam", "lr": {"grid": lrs}}
+
+    outcome = run_sweep(validate_experiment(raw), storage=str(tmp_path), name="hyperband")
+
+    summary = outcome.summary
+    assert summary["num_trials"] == 6 and summary["num_errored"] == 0
+    milestones = hyperband_milestones(4, 2)
+    assert milestones == [1, 2, 4]
+    stopped = [t for t in summary["trials"] if t["status"] == "stopped_early"]
+    assert stopped and all(t["epochs"] in milestones[:-1] for t in stopped)
+    assert {t["tuned"]["optimizer.lr"] for t in stopped} <= {1.0e-7, 3.0e-8}
+    for trial in summary["trials"]:
+        # Paused at each milestone and resumed from its checkpoint, no trial lost an epoch.
+        epochs = [int(r["epoch"]) for r in progress(outcome.experiment_dir, trial["trial_id"])]
+        assert sorted(set(epochs)) == list(range(1, trial["epochs"] + 1))
+    assert summary["best"]["config"]["optimizer"]["lr"] not in (1.0e-7, 3.0e-8)
+
+    html = write_report(outcome.experiment_dir).read_text()
+    section = html.split("<h2>Scheduler decisions (hyperband)</h2>", 1)[1].split("<h2>", 1)[0]
+    for epoch in milestones:
+        assert f"<td>{epoch}</td>" in section
 
 
 @pytest.fixture(scope="module")

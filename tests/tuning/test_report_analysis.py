@@ -1,4 +1,4 @@
-"""The report's arithmetic: ASHA rungs, rung counts, parameter columns, importance, epochs."""
+"""The report's arithmetic: ASHA and HyperBand rungs, rung counts, columns, importance."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from schedulers import ASHASettings, FIFOSettings, MedianStoppingSettings, PBTSettings
+from schedulers import (
+    ASHASettings,
+    FIFOSettings,
+    HyperBandSettings,
+    MedianStoppingSettings,
+    PBTSettings,
+)
 from tuning.history import best_epoch_of, epoch_rows
 from tuning.report_analysis import (
     MIN_TRIALS_FOR_IMPORTANCE,
@@ -29,6 +35,15 @@ from tuning.report_analysis import (
         (ASHASettings(name="asha", grace_period=1, reduction_factor=2, max_t=4), 20, [1, 2, 4]),
         (ASHASettings(name="asha", grace_period=1, reduction_factor=4, brackets=2), 16, [1, 4, 16]),
         (ASHASettings(name="asha", grace_period=1, reduction_factor=1.5), 4, [1, 2, 3, 4]),
+        # Ray's brackets start at int(max_t / 3**s) epochs: 81, 27, 9, 3, 1 (its docstring's
+        # example); with max_t 10 at 10, 3 and 1, then x3 capped at max_t: 3, 9, 10.
+        (HyperBandSettings(name="hyperband", reduction_factor=3), 81, [1, 3, 9, 27, 81]),
+        (HyperBandSettings(name="hyperband", reduction_factor=3), 10, [1, 3, 9, 10]),
+        (
+            HyperBandSettings(name="hyperband", reduction_factor=2, max_t=20),
+            6,
+            [1, 2, 4, 5, 8, 10, 16, 20],
+        ),
         (MedianStoppingSettings(name="median", grace_period=3), 10, [3]),
         (FIFOSettings(name="fifo"), 10, []),
         (PBTSettings(name="pbt", mutate=["optimizer.lr"]), 10, []),
