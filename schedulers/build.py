@@ -81,6 +81,12 @@ def compatibility_errors(
                 "exploits other trials' recent checkpoints; set checkpoint.keep: "
                 f"{PBT_MIN_CHECKPOINTS_KEPT} or more"
             )
+    if isinstance(settings, HyperBandSettings) and checkpoint_every != 1:
+        errors.append(
+            f"scheduler.name='hyperband' pauses trials at its milestones and resumes them from "
+            f"their last checkpoint; with checkpoint.every_epochs={checkpoint_every} a resumed "
+            "trial would train epochs again. Set checkpoint.every_epochs: 1"
+        )
     if isinstance(settings, ASHASettings) and settings.grace_period > (
         settings.max_t or max_epochs
     ):

@@ -66,6 +66,7 @@ def test_pbt_mutations_reject_a_parameter_that_is_not_tuned():
             2,
             "multiple of checkpoint.every_epochs=2",
         ),
+        ({"name": "hyperband"}, "random", 2, "Set checkpoint.every_epochs: 1"),
         ({"name": "asha", "grace_period": 11}, "hyperopt", 1, "grace_period=11 exceeds max_t=10"),
         ({"name": "asha", "max_t": 20}, "random", 1, "max_t=20 exceeds train.epochs=10"),
     ],
