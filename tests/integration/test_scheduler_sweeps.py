@@ -1,5 +1,5 @@
-"""Schedulers on real sweeps: ASHA and HyperBand stop hopeless learning rates, PBT exploits
-and mutates for real, and a diverged trial is never picked."""
+"""Schedulers on real sweeps: ASHA, HyperBand and median stopping stop hopeless learning
+rates, PBT and PB2 exploit and mutate for real, and a diverged trial is never picked."""
 
 from __future__ import annotations
 
@@ -82,6 +82,46 @@ def test_hyperband_pauses_and_resumes_trials_and_stops_the_worst_at_a_milestone(
     section = html.split("<h2>Scheduler decisions (hyperband)</h2>", 1)[1].split("<h2>", 1)[0]
     for epoch in milestones:
         assert f"<td>{epoch}</td>" in section
+
+
+def test_median_stopping_stops_hopeless_rates_against_finished_good_ones(
+    ray_two_cpus, small_experiment, tmp_path
+):
+    raw = small_experiment(
+        search={"algorithm": "grid"},
+        scheduler={"name": "median", "grace_period": 1, "min_samples_required": 2},
+    )
+    raw["train"]["epochs"] = 4
+    raw["train"]["batch_size"] = 64
+    raw["train"]["model"] = {"name": "cnn", "depth": 2, "width": 16}
+    # Two CPUs: the good rates run first, so the hopeless ones meet their averages.
+    raw["train"]["optimizer"] = {"name": "adam", "lr": {"grid": [1.0e-2, 3.0e-3, 1.0e-7, 3.0e-8]}}
+
+    summary = run_sweep(validate_experiment(raw), storage=str(tmp_path), name="median").summary
+
+    by_lr = {t["tuned"]["optimizer.lr"]: t for t in summary["trials"]}
+    assert by_lr[1.0e-2]["status"] == by_lr[3.0e-3]["status"] == "completed"
+    assert {by_lr[1.0e-7]["status"], by_lr[3.0e-8]["status"]} == {"stopped_early"}
+    assert summary["num_stopped_early"] == 2 and summary["num_errored"] == 0
+
+
+def test_pb2_sweep_finishes_and_records_its_exploits(ray_two_cpus, small_experiment, tmp_path):
+    raw = small_experiment(
+        search={"algorithm": "random", "num_samples": 4, "seed": 0},
+        scheduler={"name": "pb2", "perturbation_interval": 2, "mutate": ["optimizer.lr"]},
+        checkpoint={"every_epochs": 2, "keep": 3},
+    )
+    raw["train"]["epochs"] = 6
+    raw["train"]["optimizer"] = {"name": "adam", "lr": {"loguniform": [1.0e-5, 1.0e-2]}}
+
+    outcome = run_sweep(validate_experiment(raw), storage=str(tmp_path), name="pb2")
+
+    summary = outcome.summary
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0
+    assert all(t["epochs"] == 6 for t in summary["trials"])
+    assert summary["lineage"], "PB2 exploited no trial in 6 epochs at an interval of 2"
+    for event in summary["lineage"]:
+        assert 1.0e-5 <= event["new_values"].get("optimizer.lr", 1.0e-3) <= 1.0e-2
 
 
 @pytest.fixture(scope="module")
