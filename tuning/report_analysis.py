@@ -15,9 +15,8 @@ import numpy as np
 from schedulers import ASHASettings, HyperBandSettings, MedianStoppingSettings, SchedulerSettings
 
 MIN_TRIALS_FOR_IMPORTANCE = 8  # fewer scored trials and a forest's importances are noise
-# Schedulers that stop trials by comparing them, and PBT-style ones that exploit others.
+# Schedulers that stop trials by comparing them (PBT-style ones: settings.mutates_config).
 STOPPING_SCHEDULERS = ("asha", "hyperband", "median")
-POPULATION_SCHEDULERS = ("pbt", "pb2")
 SCHEDULER_STOP = "stopped_early"  # classify_status's name for a trial the scheduler stopped
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from tuning.history import is_finite
 from tuning.report_analysis import (
-    POPULATION_SCHEDULERS,
     STOPPING_SCHEDULERS,
     Importance,
     RungCount,
@@ -283,7 +282,7 @@ def scheduler_section(
         html += (
             f"<p>{escape(name)} stops no trial by comparing it with others: no rungs to show.</p>"
         )
-    if name in POPULATION_SCHEDULERS:
+    if view.experiment.scheduler.mutates_config:
         html += "<h3>PBT lineage</h3>" + _lineage_html(view.lineage, lineage)
     else:
         html += "<p>PBT lineage: not applicable (the sweep does not use pbt or pb2).</p>"
