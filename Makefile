@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cnn-tune-installed
 
-.PHONY: install tune test browser lint typecheck lock clean
+.PHONY: install tune test browser lint typecheck lock clean gpu-check
 
 install: $(STAMP)
 
@@ -44,6 +44,14 @@ browser:
 	$$SUDO apt-get update -qq && \
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
+# What a bare GPU machine (Python 3.12 and torch, but no Ray, no network, 64 MiB carried
+# per call) lacks: pinned Ray without its Java jars, pyarrow, pydantic, hyperopt ... in one
+# tar.xz (needs PyPI, about 5 minutes). Carry gpu-bundle/ there, then run
+# scripts/gpu_bundle_install.sh (docs/benchmarks.md, "Running the GPU check on a bare machine").
+.PHONY: gpu-bundle
+gpu-bundle: $(STAMP)
+	$(BIN)/python scripts/gpu_bundle.py --out gpu-bundle
+
 lint: $(STAMP)
 	$(BIN)/ruff check tuning trainables schedulers tests scripts
 	$(BIN)/ruff format --check tuning trainables schedulers tests scripts
@@ -60,3 +68,8 @@ lock:
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# On a machine with a CUDA GPU: checks the GPU path (packing, caps, OOM, syncs, throughput)
+# in a few minutes; prints PASS/FAIL rows and writes gpu-check.json. See docs/benchmarks.md.
+gpu-check: $(STAMP)
+	$(BIN)/python scripts/gpu_check.py --output gpu-check.json

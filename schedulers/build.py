@@ -8,17 +8,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ray.tune.schedulers import (
-    ASHAScheduler,
-    FIFOScheduler,
-    HyperBandScheduler,
-    MedianStoppingRule,
-    PopulationBasedTraining,
-    TrialScheduler,
-)
-from ray.tune.schedulers.pb2 import PB2
+from ray.tune.schedulers import TrialScheduler
 from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
+from schedulers.replay import (
+    ResumableASHA,
+    ResumableFIFO,
+    ResumableHyperBand,
+    ResumableMedianStopping,
+    ResumablePB2,
+    ResumablePBT,
+)
 from schedulers.settings import (
     ASHASettings,
     FIFOSettings,
@@ -106,12 +106,16 @@ def compatibility_errors(
 def build_scheduler(
     settings: SchedulerSettings, *, max_epochs: int, param_space: dict[str, Any]
 ) -> TrialScheduler:
-    """The Ray scheduler for `settings`; `param_space` supplies PBT's mutation domains."""
+    """The Ray scheduler for `settings`; `param_space` supplies PBT's mutation domains.
+
+    Each is Ray's own algorithm with a record of its decisions, so that a resumed sweep
+    decides as the interrupted one did (schedulers.replay).
+    """
     epochs = "training_iteration"  # one tune.report per epoch
     if isinstance(settings, FIFOSettings):
-        return FIFOScheduler()
+        return ResumableFIFO()
     if isinstance(settings, ASHASettings):
-        return ASHAScheduler(
+        return ResumableASHA(
             time_attr=epochs,
             max_t=settings.max_t or max_epochs,
             grace_period=settings.grace_period,
@@ -119,20 +123,20 @@ def build_scheduler(
             brackets=settings.brackets,
         )
     if isinstance(settings, HyperBandSettings):
-        return HyperBandScheduler(
+        return ResumableHyperBand(
             time_attr=epochs,
             max_t=settings.max_t or max_epochs,
             reduction_factor=settings.reduction_factor,
         )
     if isinstance(settings, MedianStoppingSettings):
-        return MedianStoppingRule(
+        return ResumableMedianStopping(
             time_attr=epochs,
             grace_period=settings.grace_period,
             min_samples_required=settings.min_samples_required,
         )
     mutations = pbt_mutations(settings.mutate, param_space)
     if isinstance(settings, PB2Settings):
-        return PB2(
+        return ResumablePB2(
             time_attr=epochs,
             perturbation_interval=settings.perturbation_interval,
             quantile_fraction=settings.quantile_fraction,
@@ -140,7 +144,7 @@ def build_scheduler(
             synch=settings.synch,
             custom_explore_fn=clip_to_domains(mutations),
         )
-    return PopulationBasedTraining(
+    return ResumablePBT(
         time_attr=epochs,
         perturbation_interval=settings.perturbation_interval,
         quantile_fraction=settings.quantile_fraction,

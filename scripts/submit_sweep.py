@@ -9,6 +9,10 @@ directory and the cluster runs `cnn-tune run` on the head node:
         --set search.num_samples=64
 
 The job keeps running if you disconnect; follow it with `ray job logs -f JOB_ID`.
+
+Ray 2.60's token authentication: a job server that asks for a token gets the one in
+~/.ray/auth_token (or RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH), the token cluster.yaml ships
+to every node; RAY_AUTH_MODE, if set, is obeyed. A refusal exits 2 and says how to fix it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,21 @@ def build_entrypoint(
     return shlex.join(command), working_dir
 
 
+def job_client(address: str):
+    """A client of the job server at `address`; sends the token if the server asks for one."""
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    from tuning.cluster import turn_token_auth_on
+
+    try:
+        return JobSubmissionClient(address)
+    except AuthenticationError:
+        if not turn_token_auth_on():
+            raise
+        return JobSubmissionClient(address)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", help="built-in name or YAML path")
@@ -61,9 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         args.experiment, args.overrides, args.storage, args.name
     )
 
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobStatus
 
-    client = JobSubmissionClient(args.address)
+    try:
+        client = job_client(args.address)
+    except AuthenticationError:
+        from tuning.cluster import token_refusal_message
+
+        server = f"the Ray job server at {args.address}"
+        print(f"submit_sweep: {token_refusal_message('--address', server)}", file=sys.stderr)
+        return 2
     runtime_env = {"working_dir": working_dir} if working_dir else None
     job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
     print(f"submitted {job_id}: {entrypoint}", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from collections.abc import Callable, Iterator
@@ -10,16 +11,20 @@ from typing import Any
 
 import pytest
 
+from tuning.cluster import keep_private_ray_on_loopback
+
 # Before Ray is imported: the test clusters listen on loopback only, as cnn-tune's own do.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+keep_private_ray_on_loopback()
 os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "8")
 
-import ray
+import ray  # noqa: E402 - after the switch above, which Ray reads at import
 
 
 def start_ray(**resources: Any) -> None:
+    """A fresh local Ray; no GPU unless asked, even on a GPU host (Ray would detect it)."""
     if ray.is_initialized():
         ray.shutdown()
+    resources.setdefault("num_gpus", 0)
     ray.init(include_dashboard=False, log_to_driver=False, **resources)
 
 
@@ -33,10 +38,38 @@ def ray_two_cpus() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def ray_one_logical_gpu() -> Iterator[None]:
-    """Ray told it has one GPU (none needs to exist) and enough CPUs to pack trials onto it."""
-    start_ray(num_cpus=8, num_gpus=1)
-    yield
-    ray.shutdown()
+    """Ray told it has one GPU (none needs to exist) and enough CPUs to pack trials onto it.
+
+    The GPU is declared logical before Ray starts, so its workers inherit the setting:
+    trials given a share train on the CPU instead of failing for want of CUDA.
+    """
+    with logical_gpus():
+        start_ray(num_cpus=8, num_gpus=1)
+        yield
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def logical_gpus_declared() -> Iterator[None]:
+    """For a module whose Ray nodes have logical GPUs: declared before they start."""
+    with logical_gpus():
+        yield
+
+
+@contextlib.contextmanager
+def logical_gpus() -> Iterator[None]:
+    """Declare Ray's GPUs logical for Ray processes started inside (they inherit it)."""
+    from trainables.gpu import LOGICAL_GPUS_ENV
+
+    previous = os.environ.get(LOGICAL_GPUS_ENV)
+    os.environ[LOGICAL_GPUS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LOGICAL_GPUS_ENV)
+        else:
+            os.environ[LOGICAL_GPUS_ENV] = previous
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ CONFIG_FILES = {
     "onprem": ROOT / "scripts" / "cluster-onprem.yaml",
 }
 INSTALL_WITH_LOCK_FILE = "pip install -c ~/cnn-tune/constraints.txt -e ~/cnn-tune"
+TOKEN_FILE = "~/.ray/auth_token"  # the cluster's token, made by `ray get-auth-token --generate`
 
 Config = dict[str, Any]
 
@@ -161,7 +162,34 @@ def _locked_packages() -> set[str]:
 
 @pytest.mark.parametrize("kind", sorted(CONFIG_FILES))
 def test_cluster_config_file_mounts_exist_locally(kind: str) -> None:
-    """`ray up` asserts every local mount exists; relative ones are read from the repo root."""
-    local_paths = _load(kind)["file_mounts"].values()
+    """`ray up` asserts every local mount exists; relative ones are read from the repo root.
+
+    The token is the exception: each user makes it in their own home (docs/cluster.md).
+    """
+    local_paths = [p for p in _load(kind)["file_mounts"].values() if p != TOKEN_FILE]
 
     assert [path for path in local_paths if not (ROOT / path).expanduser().exists()] == []
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIG_FILES))
+def test_cluster_config_ships_the_token_to_where_ray_reads_it(kind: str) -> None:
+    """Every node gets the laptop's token at Ray 2.60's default path, readable by its owner."""
+    from ray._private.authentication.authentication_token_setup import _get_default_token_path
+
+    config = _load(kind)
+
+    assert config["file_mounts"][TOKEN_FILE] == TOKEN_FILE
+    assert Path(TOKEN_FILE).expanduser() == _get_default_token_path()
+    assert f"chmod 600 {TOKEN_FILE}" in [c.split("#")[0].strip() for c in config["setup_commands"]]
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIG_FILES))
+def test_cluster_config_runs_every_node_and_shell_with_token_auth(kind: str) -> None:
+    """A worker (and `ray status` on a node) sends no token unless RAY_AUTH_MODE=token."""
+    config = _load(kind)
+
+    assert "RAY_AUTH_MODE=token ray start --head" in _head_start_command(config)
+    assert "RAY_AUTH_MODE=token ray start --address" in _worker_start_command(config)
+    assert any(
+        "echo 'export RAY_AUTH_MODE=token' >> ~/.bashrc" in c for c in config["setup_commands"]
+    )

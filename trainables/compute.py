@@ -9,6 +9,7 @@ from torch import nn
 
 from trainables.config import ModelConfig, TrainConfig
 from trainables.data import DatasetInfo
+from trainables.gpu import bf16_supported
 from trainables.models import input_stats
 
 
@@ -49,9 +50,7 @@ class ComputeFormat:
     @classmethod
     def for_config(cls, config: TrainConfig, device: torch.device) -> ComputeFormat:
         cuda = device.type == "cuda"
-        bf16 = config.precision == "bf16" or (
-            config.precision == "auto" and cuda and torch.cuda.is_bf16_supported()
-        )
+        bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_supported(device))
         channels_last = config.channels_last == "on" or (config.channels_last == "auto" and cuda)
         return cls(device, bf16, channels_last)
 

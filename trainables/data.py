@@ -8,7 +8,6 @@ evaluated once, for the best configuration.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,6 +65,13 @@ class DataConfig(StrictModel):
             raise ValueError(
                 f"dataset {self.name!r} needs dataset.root, the folder holding "
                 f"{_EXPECTED_LAYOUT[self.name]}; pass --set dataset.root=/path/to/data"
+            )
+        if self.name in _NEEDS_NO_ROOT and self.root is not None:
+            # Most likely dataset.name was forgotten: the sweep would tune on other data.
+            raise ValueError(
+                f"dataset.root={self.root!r} is given, but dataset {self.name!r} reads no "
+                "files and would ignore it; set dataset.name to the dataset under that root "
+                f"({', '.join(n for n in _EXPECTED_LAYOUT)}), or drop dataset.root"
             )
         return self
 
@@ -174,6 +180,10 @@ def load_splits(config: DataConfig) -> Splits:
         held_out = len(train[1]) - config.max_train_examples
         keep, _ = _split_indices(train[1], held_out, config.split_seed + 2)
         train = (train[0][keep], train[1][keep])
+    from trainables.class_coverage import check_class_coverage
+
+    splits = {"train": train[1], "val": val[1], "test": test[1]}
+    check_class_coverage(config, raw.class_names, raw.labels, splits)
     mean, std = _channel_stats(train[0])
     info = DatasetInfo(
         name=config.name,
@@ -214,8 +224,6 @@ def _split_indices(
     indices = np.arange(len(labels))
     counts = np.bincount(labels)
     stratify = labels if counts[counts > 0].min() >= 2 else None
-    if stratify is None:
-        logger.warning("a class has fewer than 2 examples: splitting without stratification")
     try:
         kept, out = train_test_split(
             indices, test_size=held_out, random_state=seed, stratify=stratify
@@ -247,7 +255,7 @@ def _load_raw(config: DataConfig) -> _RawDataset:
         return _load_image_folder(root, config.image_size)
     try:
         return _load_torchvision(config.name, root, config.download, config.verify_checksums)
-    except _UNREADABLE as error:
+    except UNREADABLE as error:
         raise DataError(
             f"dataset.root={str(root)!r}: a {config.name} file there is unreadable "
             f"({type(error).__name__}: {error or 'malformed content'}); replace the files, "
@@ -266,7 +274,7 @@ def _load_raw(config: DataConfig) -> _RawDataset:
 
 
 # What torchvision and PIL raise for files that exist but hold garbage.
-_UNREADABLE = (AssertionError, ValueError, EOFError, pickle.UnpicklingError, OSError)
+UNREADABLE = (AssertionError, ValueError, EOFError, pickle.UnpicklingError, OSError)
 
 
 def _synthetic(examples: int, side: int, seed: int) -> _RawDataset:
@@ -335,27 +343,7 @@ def _torchvision_class(name: str, verify_checksums: bool):
 
 
 def _load_image_folder(root: Path, image_size: int) -> _RawDataset:
-    from torchvision import datasets, transforms
+    from trainables.image_folder import read_image_folder
 
-    transform = transforms.Compose(
-        [transforms.Resize((image_size, image_size)), transforms.PILToTensor()]
-    )
-    try:
-        folder = datasets.ImageFolder(str(root), transform=transform)
-    except (FileNotFoundError, RuntimeError) as error:
-        raise DataError(f"dataset.root={str(root)!r}: {error}") from error
-    workers = min(8, os.cpu_count() or 1)
-    loader = torch.utils.data.DataLoader(folder, batch_size=256, num_workers=workers - 1)
-    try:
-        images, labels = zip(*((x, y) for x, y in loader), strict=True)
-    except _UNREADABLE as error:  # PIL's UnidentifiedImageError is an OSError
-        raise DataError(
-            f"dataset.root={str(root)!r}: an image there cannot be read ({error}); "
-            "remove or replace it"
-        ) from error
-    return _RawDataset(
-        torch.cat(images).numpy(),
-        torch.cat(labels).numpy().astype(np.int64),
-        tuple(folder.classes),
-        official_test=None,
-    )
+    images, labels, classes = read_image_folder(root, image_size)
+    return _RawDataset(images, labels, classes, official_test=None)

@@ -21,9 +21,11 @@ from torch import nn
 
 from trainables import metrics as m
 from trainables.augment import Augmenter
+from trainables.batches import BatchFeeder, split_bytes
 from trainables.compute import ComputeFormat, Normalizer
 from trainables.config import ModelConfig, TrainConfig, TransferConfig, flatten
 from trainables.data import DatasetInfo, ImageSplit, TuningData
+from trainables.gpu import keep_data_on_device
 from trainables.models import build_model
 from trainables.optim import (
     apply_optimizer_settings,
@@ -39,6 +41,10 @@ from trainables.transfer import StateDict, load_pretrained, pretrained_key
 logger = logging.getLogger(__name__)
 
 EpochMetrics = dict[str, Any]
+
+# A NaN loss is looked for every this many steps and at the end of the epoch, not at
+# every step: each look waits for the GPU to catch up with the host.
+DIVERGENCE_CHECK_STEPS = 32
 
 
 @dataclass
@@ -70,6 +76,8 @@ class Trainer:
 
     `pretrained` maps `pretrained_key(model config)` to backbone weights the driver loaded
     once; a transfer model missing from it loads its weights itself (standalone use).
+    `memory_cap_bytes` is the trial's share of its GPU, which decides whether the dataset
+    is kept on the GPU (None: no cap known, `config.data_on_device` decides alone).
     """
 
     def __init__(
@@ -78,6 +86,7 @@ class Trainer:
         data: TuningData,
         device: torch.device | None = None,
         pretrained: Mapping[str, StateDict | None] | None = None,
+        memory_cap_bytes: int | None = None,
     ) -> None:
         self.config = config
         self.info = data.info
@@ -94,12 +103,15 @@ class Trainer:
         )
         self.optimizer = build_optimizer(config.optimizer, self.model, backbone_lr_factor)
         # By default the whole dataset lives on the trial's device: no per-batch
-        # host-to-device copy. Otherwise batches are copied from pinned host memory.
-        home = self.device if config.data_on_device else torch.device("cpu")
-        self.train_split = _to_device(data.train, home, pin=self.device.type == "cuda")
-        self.val_split = _to_device(data.val, home, pin=self.device.type == "cuda")
+        # host-to-device copy. Otherwise batches are staged through pinned host buffers.
+        self.data_on_device = keep_data_on_device(
+            config.data_on_device, split_bytes(data.train) + split_bytes(data.val), memory_cap_bytes
+        )
+        largest_batch = max(largest_batch_size(config), config.eval_batch_size)
+        self.train_feed = BatchFeeder(data.train, self.device, self.data_on_device, largest_batch)
+        self.val_feed = BatchFeeder(data.val, self.device, self.data_on_device, largest_batch)
         self.normalize = Normalizer.for_model(model_config, data.info, self.device)
-        self.augment = Augmenter(config.augmentation)
+        self.augment = Augmenter(config.augmentation, self.device)
         schedule, stopping = config.lr_schedule, config.early_stopping
         plateau_mode = "min" if schedule.plateau_metric == m.VAL_LOSS else "max"
         self.plateau = Stall(plateau_mode, schedule.plateau_min_delta, schedule.plateau_patience)
@@ -134,8 +146,8 @@ class Trainer:
         ) * batch_lr_multiplier(batch_size, config.batch_size, config.batch_growth)
         set_learning_rate(self.optimizer, lr)
         train_loss, train_acc = self._train_one_epoch(batch_size)
-        val_loss, val_acc = evaluate(
-            self.model, self.val_split, self.normalize, config.eval_batch_size, self.compute
+        val_loss, val_acc = evaluate_feed(
+            self.model, self.val_feed, self.normalize, config.eval_batch_size, self.compute
         )
         self.epoch += 1
         metrics: EpochMetrics = {
@@ -168,32 +180,34 @@ class Trainer:
             metrics[m.EARLY_STOPPED] = self.stopped_early
 
     def _train_one_epoch(self, batch_size: int) -> tuple[float, float]:
-        """One pass over the train split; returns the mean data loss and the accuracy."""
+        """One pass over the train split; returns the mean data loss and the accuracy.
+
+        The running sums stay on the device: reading a GPU value makes the host wait, so
+        it happens every DIVERGENCE_CHECK_STEPS steps and once at the end.
+        """
         self.model.train()
-        images, labels = self.train_split.images, self.train_split.labels
-        order = self._batch_order(len(labels))
+        order = self._batch_order(len(self.train_feed))
         self.augment.generator.manual_seed(self._epoch_seed(salt=1))
-        loss_sum, correct, seen = 0.0, 0, 0
-        for batch in _batches(order, batch_size):
-            x = images[batch].to(self.device, non_blocking=True)
-            y = labels[batch].to(self.device, non_blocking=True)
-            x = self.normalize.standardize(self.augment(self.normalize.to_unit(x)))
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        seen = 0
+        for step, (images, y) in enumerate(self.train_feed.batches(order, batch_size), 1):
+            x = self.normalize.standardize(self.augment(self.normalize.to_unit(images)))
             with self.compute.autocast():
                 logits = self.model(self.compute.inputs(x)).float()
             data_loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
             loss = data_loss
             if self.config.l1 > 0:
                 loss = loss + self.config.l1 * l1_penalty(self.model)
-            batch_loss = data_loss.item()
-            if not math.isfinite(batch_loss):  # diverged: stop the epoch, report it
-                return batch_loss, correct / max(1, seen)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            loss_sum += batch_loss * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += data_loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             seen += len(y)
-        return loss_sum / seen, correct / seen
+            if step % DIVERGENCE_CHECK_STEPS == 0 and not torch.isfinite(loss_sum):
+                break  # diverged: the epoch reports it
+        return float(loss_sum) / max(1, seen), int(correct) / max(1, seen)
 
     def _epoch_seed(self, salt: int = 0) -> int:
         # Seeded by (seed, epoch) so a restored trial shuffles and augments exactly as an
@@ -202,7 +216,7 @@ class Trainer:
 
     def _batch_order(self, n: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self._epoch_seed())
-        return torch.randperm(n, generator=generator).to(self.train_split.labels.device)
+        return torch.randperm(n, generator=generator).to(self.train_feed.index_device)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training, as checkpoint-safe types."""
@@ -213,6 +227,10 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            # Dropout on a GPU draws from the device's generator.
+            "cuda_rng": torch.cuda.get_rng_state(self.device)
+            if self.device.type == "cuda"
+            else None,
             "plateau": {**asdict(self.plateau), "decays": self.plateau_decays},
             "early_stop": asdict(self.early_stop) if self.early_stop else None,
             "stopped_early": self.stopped_early,
@@ -227,6 +245,8 @@ class Trainer:
         apply_optimizer_settings(self.optimizer, self.config.optimizer)
         self.epoch = int(state["epoch"])
         torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         plateau = dict(state["plateau"])
         self.plateau_decays = int(plateau.pop("decays"))
         self.plateau.best, self.plateau.bad_epochs = plateau["best"], plateau["bad_epochs"]
@@ -254,6 +274,26 @@ def evaluate(
     return loss, correct / max(1, len(split))
 
 
+def evaluate_feed(
+    model: nn.Module,
+    feed: BatchFeeder,
+    normalize: Normalizer,
+    batch_size: int,
+    compute: ComputeFormat,
+) -> tuple[float, float]:
+    """`evaluate` on a split already placed by a trainer; sums stay on the device."""
+    model.eval()
+    loss_sum = torch.zeros((), device=compute.device)
+    correct = torch.zeros((), dtype=torch.long, device=compute.device)
+    with torch.no_grad():
+        for images, y in feed.in_order(batch_size):
+            with compute.autocast():
+                logits = model(compute.inputs(normalize(images))).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+    return float(loss_sum) / max(1, len(feed)), int(correct) / max(1, len(feed))
+
+
 def predict_split(
     model: nn.Module,
     split: ImageSplit,
@@ -264,16 +304,17 @@ def predict_split(
     """Mean cross-entropy on `split` and the predicted class of every example."""
     compute = compute or ComputeFormat(torch.device("cpu"))
     model.eval()
-    loss_sum, predictions = 0.0, []
+    loss_sum, predictions = torch.zeros((), device=compute.device), []
     with torch.no_grad():
         for start in range(0, len(split), batch_size):
             x = normalize(split.images[start : start + batch_size].to(compute.device))
             y = split.labels[start : start + batch_size].to(compute.device)
             with compute.autocast():
                 logits = model(compute.inputs(x)).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
             predictions.append(logits.argmax(1))
-    return loss_sum / max(1, len(split)), torch.cat(predictions) if predictions else torch.empty(0)
+    empty = torch.empty(0, dtype=torch.long)
+    return float(loss_sum) / max(1, len(split)), torch.cat(predictions) if predictions else empty
 
 
 def fit(
@@ -297,6 +338,7 @@ def retrain(
     epochs: int,
     device: torch.device | None = None,
     pretrained: Mapping[str, StateDict | None] | None = None,
+    memory_cap_bytes: int | None = None,
 ) -> Trainer:
     """Train `config` on train+val for exactly `epochs` epochs: the final-model protocol.
 
@@ -305,7 +347,11 @@ def retrain(
     there is no held-out data left to watch.
     """
     trainer = Trainer(
-        config.model_copy(update={"early_stopping": None}), data.pooled(), device, pretrained
+        config.model_copy(update={"early_stopping": None}),
+        data.pooled(),
+        device,
+        pretrained,
+        memory_cap_bytes,
     )
     while trainer.epoch < epochs and not trainer.diverged:
         trainer.run_epoch()
@@ -329,13 +375,6 @@ def normalizer_from_state(state: dict[str, Any], device: torch.device | None = N
     config = TrainConfig.model_validate(state["config"])
     info = DatasetInfo.from_dict(state["data_info"])
     return Normalizer.for_model(config.model, info, device or torch.device("cpu"))
-
-
-def pick_device(gpus_assigned: float) -> torch.device:
-    """CUDA when the trial was given a GPU share and CUDA works here, else the CPU."""
-    if gpus_assigned > 0 and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def _exploit_record(
@@ -367,15 +406,9 @@ def _pretrained_weights(
     return pretrained[key] if key in pretrained else load_pretrained(config)
 
 
-def _to_device(split: ImageSplit, device: torch.device, pin: bool = False) -> ImageSplit:
-    if device.type == "cpu" and pin:  # host copy feeding a GPU: pinned for async copies
-        return ImageSplit(images=split.images.pin_memory(), labels=split.labels.pin_memory())
-    return ImageSplit(images=split.images.to(device), labels=split.labels.to(device))
-
-
-def _batches(order: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    """Index batches of `order`; a last batch of one example is dropped (batch norm needs 2)."""
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        if len(batch) > 1 or start == 0:
-            yield batch
+def largest_batch_size(config: TrainConfig) -> int:
+    """The largest training batch over all epochs (batch growth included)."""
+    return max(
+        batch_size_at(config.batch_size, config.batch_growth, epoch)
+        for epoch in range(max(1, config.epochs))
+    )

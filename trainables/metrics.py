@@ -25,6 +25,11 @@ WORST = {TRAIN_LOSS: float("inf"), VAL_LOSS: float("inf"), TRAIN_ACC: 0.0, VAL_A
 INFEASIBLE = "infeasible"
 # The Ray node that trained the epoch (where a trial ran, on a cluster).
 NODE_ID = "node_id"
+# The device the trial trained on ("cpu", "cuda:0"), and on a GPU the most memory its
+# allocator has reserved so far and its cap (its share less the CUDA context), in bytes.
+DEVICE = "device"
+GPU_MEMORY_PEAK_BYTES = "gpu_memory_peak_bytes"
+GPU_MEMORY_CAP_BYTES = "gpu_memory_cap_bytes"
 
 # The metrics a sweep may optimize, and the direction that is better for each.
 OPTIMIZABLE: dict[str, str] = {VAL_ACC: "max", VAL_LOSS: "min", TRAIN_ACC: "max", TRAIN_LOSS: "min"}

@@ -4,13 +4,17 @@ Per trial: validate the config Tune resolved, claim the trial's CPU and GPU shar
 restore from `tune.get_checkpoint()` if there is one (a retried, resumed or
 PBT-exploited trial), then one `tune.report` per epoch, with a checkpoint every
 `checkpoint_every` epochs and at the last epoch.
+
+A configuration that runs out of memory anywhere (uploading the data, restoring,
+training, validating) is reported `infeasible` once and its memory given back, so the
+next trial on this reused actor trains normally; retrying it would fail the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import ray
@@ -19,9 +23,18 @@ from ray import tune
 
 from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint, save_checkpoint
+from trainables.compute import ComputeFormat
 from trainables.config import TrainConfig
-from trainables.data import TuningData
-from trainables.loop import Trainer, pick_device, retrain
+from trainables.data import ImageSplit, TuningData
+from trainables.gpu import claim_gpu_share, is_out_of_memory, pick_device, release_memory
+from trainables.loop import (
+    Trainer,
+    largest_batch_size,
+    model_from_state,
+    normalizer_from_state,
+    predict_split,
+    retrain,
+)
 from trainables.transfer import StateDict
 
 
@@ -37,31 +50,64 @@ def train_trial(
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     train_config = TrainConfig.model_validate(config)
     assigned = ray.get_runtime_context().get_assigned_resources()
-    device = _claim_resources(assigned.get("CPU", 1.0), assigned.get("GPU", 0.0))
-    trainer = Trainer(train_config, data, device, pretrained)
-    trainer.run_id = tune.get_context().get_trial_id()
+    gpus = assigned.get("GPU", 0.0)
+    device, cap_bytes = _claim_resources(assigned.get("CPU", 1.0), gpus)
+    epochs_done = [0]  # what the infeasible report counts from, kept past a failed Trainer
+    try:
+        for metrics, checkpoint_state in _trial_epochs(
+            train_config, data, device, cap_bytes, pretrained, checkpoint_every, epochs_done
+        ):
+            _report(metrics, checkpoint_state)
+        return
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        # Only the reason leaves this block: the traceback holds the trial's tensors.
+        reason = (
+            f"out of memory at batch size {largest_batch_size(train_config)} "
+            f"(eval {train_config.eval_batch_size}) with {gpus} of a GPU: "
+            f"{str(error).splitlines()[0]}"
+        )
+    release_memory(device)
+    tune.report({**m.WORST, m.EPOCH: epochs_done[0] + 1, m.INFEASIBLE: reason})
 
+
+def _trial_epochs(
+    config: TrainConfig,
+    data: TuningData,
+    device: torch.device,
+    cap_bytes: int | None,
+    pretrained: Mapping[str, StateDict | None] | None,
+    checkpoint_every: int,
+    epochs_done: list[int],
+) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Build the trainer, restore it, and yield each epoch's metrics and checkpoint state."""
+    trainer = Trainer(config, data, device, pretrained, cap_bytes)
+    trainer.run_id = tune.get_context().get_trial_id()
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             trainer.load_state_dict(load_checkpoint(directory))
+        epochs_done[0] = trainer.epoch
+    node_id = ray.get_runtime_context().get_node_id()
+    for metrics in trainer.epochs():
+        epochs_done[0] = trainer.epoch
+        metrics[m.NODE_ID] = node_id
+        metrics[m.DEVICE] = str(device)
+        if device.type == "cuda":  # allocator statistics: read on the host, no sync
+            metrics[m.GPU_MEMORY_PEAK_BYTES] = torch.cuda.max_memory_reserved(device)
+            metrics[m.GPU_MEMORY_CAP_BYTES] = cap_bytes
+        due = trainer.epoch % checkpoint_every == 0 or trainer.finished
+        yield metrics, trainer.state_dict() if due else None
 
-    try:
-        for metrics in trainer.epochs():
-            metrics[m.NODE_ID] = ray.get_runtime_context().get_node_id()
-            if trainer.epoch % checkpoint_every == 0 or trainer.finished:
-                with tempfile.TemporaryDirectory() as directory:
-                    save_checkpoint(trainer.state_dict(), directory)
-                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
-            else:
-                tune.report(metrics)
-    except torch.cuda.OutOfMemoryError as error:
-        # Retrying would fail the same way: report the configuration as infeasible.
-        reason = (
-            f"CUDA out of memory at batch size {train_config.batch_size} with "
-            f"{assigned.get('GPU', 0.0)} of a GPU: {str(error).splitlines()[0]}"
-        )
-        tune.report({**m.WORST, m.EPOCH: trainer.epoch + 1, m.INFEASIBLE: reason})
+
+def _report(metrics: dict[str, Any], checkpoint_state: dict[str, Any] | None) -> None:
+    if checkpoint_state is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        save_checkpoint(checkpoint_state, directory)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 def retrain_task(
@@ -72,29 +118,66 @@ def retrain_task(
 ) -> dict[str, Any]:
     """A Ray task: retrain `config` on train+val for `epochs` epochs; returns its state.
 
-    Run with `ray.remote(retrain_task).options(num_cpus=..., num_gpus=...)`, the same
-    share a trial had. The returned state is a checkpoint state without the optimizer,
-    its tensors on the CPU.
+    Run through `remote_with_share`, with the share a trial had. The returned state is a
+    checkpoint state without the optimizer, its tensors on the CPU.
     """
     assigned = ray.get_runtime_context().get_assigned_resources()
-    device = _claim_resources(assigned.get("CPU", 1.0), assigned.get("GPU", 0.0))
-    trainer = retrain(TrainConfig.model_validate(config), data, epochs, device, pretrained)
+    device, cap_bytes = _claim_resources(assigned.get("CPU", 1.0), assigned.get("GPU", 0.0))
+    train_config = TrainConfig.model_validate(config)
+    trainer = retrain(train_config, data, epochs, device, pretrained, cap_bytes)
     # The optimizer state is left out: a final model is evaluated and exported, never
     # trained further, and CUDA tensors in it would not unpickle on a CPU-only driver.
     state = {key: value for key, value in trainer.state_dict().items() if key != "optimizer"}
     state["model"] = {key: value.cpu() for key, value in state["model"].items()}
+    state["cuda_rng"] = None
     state["diverged"] = trainer.diverged
     return state
 
 
-def _claim_resources(cpus: float, gpus: float) -> torch.device:
+def predict_task(state: dict[str, Any], split: ImageSplit) -> tuple[float, torch.Tensor]:
+    """A Ray task: the mean loss and predicted classes of a final model on `split`.
+
+    Runs where the trials ran, on the device and in the compute format (bf16,
+    channels-last) they trained with, at their eval batch size; the predictions come
+    back on the CPU.
+    """
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    device, _ = _claim_resources(assigned.get("CPU", 1.0), assigned.get("GPU", 0.0))
+    config = TrainConfig.model_validate(state["config"])
+    loss, predictions = predict_split(
+        model_from_state(state, device),
+        split,
+        normalizer_from_state(state, device),
+        config.eval_batch_size,
+        ComputeFormat.for_config(config, device),
+    )
+    return loss, predictions.cpu()
+
+
+def remote_with_share(
+    function: Callable[..., Any], cpu: float, gpu: float, max_retries: int = 0
+) -> Any:
+    """`function` as a Ray task holding a trial's share of CPUs and GPU.
+
+    A task that touched a GPU leaves its worker process with a CUDA context on that GPU
+    and an allocator cap; `max_calls=1` retires the worker so the next task gets a fresh
+    process on the GPU Ray assigns it. Ray accepts `max_calls` only here, in
+    `ray.remote(...)`: `.options()` refuses it, and `ray.remote(f).options(num_gpus=...)`
+    keeps reusing workers.
+    """
+    options: dict[str, Any] = {"num_cpus": cpu, "num_gpus": gpu, "max_retries": max_retries}
+    if gpu > 0:
+        options["max_calls"] = 1
+    return ray.remote(**options)(function)
+
+
+def _claim_resources(cpus: float, gpus: float) -> tuple[torch.device, int | None]:
     """Use as many CPU threads as the trial reserved, and no more GPU memory than its share.
 
-    Several trials sharing a GPU each cap their own allocator at their fraction, so one
-    trial's large batch cannot starve the others: it fails alone, with a clear reason.
+    Several trials sharing a GPU each cap their own allocator at their fraction (less
+    the CUDA context), so one trial's large batch cannot starve the others: it fails
+    alone, with a clear reason. Returns the device and its memory cap in bytes.
     """
     torch.set_num_threads(max(1, int(cpus)))
     device = pick_device(gpus)
-    if device.type == "cuda" and 0 < gpus < 1:
-        torch.cuda.set_per_process_memory_fraction(gpus, device)
-    return device
+    return device, claim_gpu_share(device, min(gpus, 1.0))

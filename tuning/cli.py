@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -16,6 +15,11 @@ from trainables.transfer import WeightsError
 from tuning.errors import ConfigError, SweepInterrupted
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+ADDRESS_HELP = (
+    "Ray cluster to join: auto (the one `ray start` runs on this machine), HOST:PORT (the "
+    "head's GCS port) or ray://HOST:10001; without it cnn-tune starts a private Ray. A "
+    "cluster with token auth needs its token here (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,18 +63,21 @@ def _parser() -> argparse.ArgumentParser:
         default="runs",
         help="where sweeps are written: a path (default ./runs; shared on a cluster) or s3://, gs://",
     )
-    run.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001")
+    run.add_argument("--address", help=ADDRESS_HELP)
     run.set_defaults(handler=_run)
 
     resume = commands.add_parser("resume", help="finish an interrupted sweep")
     resume.add_argument("directory", help="the sweep folder, <storage>/<name>")
-    resume.add_argument("--address", help="Ray cluster to join")
+    resume.add_argument("--address", help=ADDRESS_HELP)
     resume.set_defaults(handler=_resume)
 
     train = commands.add_parser("train", help="train one configuration, without Ray")
     _add_experiment_args(train)
     train.add_argument(
-        "--sample-seed", type=int, default=0, help="seed that picks a point from tuned domains"
+        "--sample-seed",
+        type=_int_between(0, 2**32 - 1),
+        default=0,
+        help="seed that picks a point from tuned domains",
     )
     train.add_argument("--output", help="folder to write the final checkpoint to")
     train.set_defaults(handler=_train)
@@ -80,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
 
     board = commands.add_parser("tensorboard", help="serve TensorBoard for a sweep folder")
     board.add_argument("directory")
-    board.add_argument("--port", type=int, default=6006)
+    board.add_argument("--port", type=_int_between(1, 65_535), default=6006)
     board.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     board.set_defaults(handler=_tensorboard)
 
@@ -115,6 +122,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _int_between(low: int, high: int):
+    """An argparse type: a whole number from `low` to `high`, else a message saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    parse.__name__ = f"whole number {low}..{high}"
+    return parse
+
+
 def _add_experiment_args(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "experiment",
@@ -132,24 +155,30 @@ def _add_experiment_args(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _keep_local_ray_on_loopback(address: str | None) -> None:
-    """Make a Ray that cnn-tune starts itself listen on 127.0.0.1 only.
+def _prepare_ray(address: str | None) -> None:
+    """Before Ray is imported: a private Ray (no --address) listens on 127.0.0.1 only."""
+    if address is None:
+        from tuning.cluster import keep_private_ray_on_loopback
 
-    By default Ray's GCS, raylet and workers listen on every interface. This switch makes
-    Ray pick the loopback address as the node address; it must be set before Ray is
-    imported, and only for a single-machine Ray: joining a cluster needs the real one.
-    """
-    if address is None and "RAY_ADDRESS" not in os.environ:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        keep_private_ray_on_loopback()
+
+
+def _check_address(address: str | None) -> None:
+    """A dead or refusing --address fails here (exit 2), before anything is written."""
+    if address is not None:
+        from tuning.cluster import check_address
+
+        check_address(address)
 
 
 def _run(args: argparse.Namespace) -> int:
-    _keep_local_ray_on_loopback(args.address)
+    _prepare_ray(args.address)
     from tuning.experiment import load_experiment
     from tuning.results import format_summary
     from tuning.runner import run_sweep
 
     experiment = load_experiment(args.experiment, args.overrides)
+    _check_address(args.address)
     outcome = run_sweep(experiment, storage=args.storage, name=args.name, address=args.address)
     print(format_summary(outcome.summary))
     _print_next_steps(outcome.location)
@@ -157,10 +186,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    _keep_local_ray_on_loopback(args.address)
+    _prepare_ray(args.address)
     from tuning.results import format_summary
     from tuning.runner import resume_sweep
 
+    _check_address(args.address)
     outcome = resume_sweep(args.directory, address=args.address)
     print(format_summary(outcome.summary))
     _print_next_steps(outcome.location)

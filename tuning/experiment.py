@@ -6,6 +6,7 @@ every problem; nothing in it starts Ray or touches the dataset files.
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -28,13 +29,18 @@ from tuning import space
 from tuning.errors import ConfigError, describe_validation_error
 from tuning.yaml_io import apply_overrides, read_yaml_mapping
 
+MAX_TRIALS = 10_000  # trials in one sweep: num_samples x grid points; beyond, a typo
+
 
 class SearchSettings(StrictModel):
     """How configurations are proposed."""
 
     algorithm: Literal["grid", "random", "hyperopt"] = "hyperopt"
     num_samples: int | None = Field(
-        None, ge=1, le=100_000, description="trials; with grids, repeats of the grid (default 1)"
+        None,
+        ge=1,
+        description=f"trials; with grids, repeats of the grid (default 1); at most "
+        f"{MAX_TRIALS} trials in all",
     )
     max_concurrent: int | None = Field(None, ge=1, description="trials at once; default: what fits")
     initial_points: int = Field(
@@ -56,17 +62,21 @@ class ResourceSettings(StrictModel):
     cpu: float = Field(1.0, gt=0.0, le=1024.0, description="CPU cores per trial")
     gpu: float | Literal["auto"] = Field(
         0.0,
-        description="GPUs per trial: 0.25 = four per GPU; auto = measure and pack (CPU if none)",
+        description="share of one GPU per trial, 0-1: 0.25 = four per GPU; auto = measure "
+        "and pack (CPU if none)",
     )
 
     @model_validator(mode="after")
     def _gpu_share_makes_sense(self) -> ResourceSettings:
         if self.gpu == "auto":
             return self
-        if not 0 <= self.gpu <= 64:
-            raise ValueError(f"gpu must be between 0 and 64 GPUs or 'auto', got {self.gpu}")
-        if self.gpu > 1 and self.gpu != int(self.gpu):
-            raise ValueError(f"gpu above 1 must be a whole number of GPUs, got {self.gpu}")
+        if not 0 <= self.gpu <= 1:
+            # A trial is one process training on one device; it cannot use a second GPU.
+            raise ValueError(
+                f"gpu must be a share of one GPU between 0 and 1 (0.25 = four trials per "
+                f"GPU) or 'auto', got {self.gpu}: a trial trains on a single GPU; to use "
+                "more GPUs, run more trials at once (set resources.gpu=1 or lower)"
+            )
         return self
 
 
@@ -118,6 +128,11 @@ class Experiment(StrictModel):
         return self.mode or OPTIMIZABLE[self.metric]
 
     @property
+    def num_trials(self) -> int:
+        """Trials the sweep runs: num_samples passes over the grid (one point without grids)."""
+        return self.search.resolved_num_samples * space.grid_size(self.train)
+
+    @property
     def max_epochs(self) -> int:
         return int(space.largest_value(self.train, "epochs", TrainConfig().epochs))
 
@@ -156,13 +171,27 @@ def validate_experiment(raw: dict[str, Any]) -> Experiment:
     try:
         experiment = Experiment.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(describe_validation_error(error, Experiment)) from error
+        raise ConfigError(
+            describe_validation_error(error, Experiment, explain=_domain_outside_train)
+        ) from error
     errors = space.validation_errors(experiment.train, TrainConfig, prefix="train")
     if not errors:
         errors += _cross_errors(experiment)
     if errors:
         raise ConfigError(errors)
     return experiment
+
+
+def _domain_outside_train(loc: str, item: dict[str, Any]) -> str | None:
+    """A search domain where only one value is allowed (dataset, search, resources...)."""
+    value = item.get("input")
+    if not space.is_domain(value):
+        return None
+    kind = next(iter(value))
+    return (
+        f"{loc}: a search domain ({{{kind}: ...}}) can tune only values under train:; "
+        f"give {loc} one value (run one sweep per {loc.rsplit('.', 1)[-1]} to compare them)"
+    )
 
 
 def _early_stopping_watches_the_metric(raw: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +258,45 @@ def _cross_errors(experiment: Experiment) -> list[str]:
             errors.append(str(error))
     if isinstance(experiment.scheduler, PB2Settings):
         errors += pb2_errors(experiment.scheduler.mutate, experiment.param_space())
-    return errors + _final_errors(experiment)
+    return errors + _final_errors(experiment) + _trial_count_errors(experiment)
+
+
+def _trial_count_errors(experiment: Experiment) -> list[str]:
+    """A sweep of more than MAX_TRIALS trials is a typo, not a plan (num_samples x grid)."""
+    if experiment.num_trials <= MAX_TRIALS:
+        return []
+    return [
+        f"{trial_count_text(experiment)}, more than the {MAX_TRIALS} one sweep may run; lower "
+        "search.num_samples"
+        + (
+            " (with grids, 1 runs each grid point once) or shrink the grids"
+            if _grids(experiment)
+            else ""
+        )
+    ]
+
+
+def _grids(experiment: Experiment) -> list[tuple[str, int]]:
+    """(dotted key, number of values) of every grid in the training space."""
+    return [
+        ("train." + ".".join(path), len(args))
+        for path, kind, args in space.iter_domains(experiment.train)
+        if kind == "grid"
+    ]
+
+
+def trial_count_text(experiment: Experiment) -> str:
+    """How the trial count comes about, e.g. `search.num_samples=10 x 18 grid points
+    (train.lr 3 x train.batch_size 6) = 180 trials`."""
+    samples = experiment.search.resolved_num_samples
+    grids = _grids(experiment)
+    if not grids:
+        return f"search.num_samples={samples} trials"
+    product = " x ".join(f"{key} {count}" for key, count in grids)
+    return (
+        f"search.num_samples={samples} x {space.grid_size(experiment.train)} grid points "
+        f"({product}) = {experiment.num_trials} trials"
+    )
 
 
 def _final_errors(experiment: Experiment) -> list[str]:
@@ -263,15 +330,44 @@ def _final_errors(experiment: Experiment) -> list[str]:
 
 
 def _resolve_source(source: str) -> Path:
+    """The YAML file `source` names: a file path, else a built-in experiment.
+
+    A folder that happens to share a built-in's name (./digits) does not hide the built-in.
+    """
+    if not source.strip():
+        raise ConfigError(
+            "experiment '': give a built-in name (see `cnn-tune list`) or a YAML file path"
+        )
     candidate = Path(source).expanduser()
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
-        if not candidate.is_file():
-            raise ConfigError(f"experiment file {str(candidate)!r} does not exist")
-        return candidate.resolve()
     builtin = BUILTIN_DIR / f"{source}.yaml"
+    if candidate.is_dir() and not builtin.is_file():
+        raise ConfigError(_folder_is_not_an_experiment(candidate))
+    if candidate.suffix in (".yaml", ".yml") or (candidate.exists() and not candidate.is_dir()):
+        if not candidate.exists():
+            raise ConfigError(
+                f"experiment file {str(candidate)!r} does not exist; check the path, or give "
+                f"a built-in name: {', '.join(builtin_names())}"
+            )
+        if not candidate.is_file():
+            raise ConfigError(
+                f"experiment file {str(candidate)!r} is not a regular file; pass a YAML file"
+            )
+        return candidate.resolve()
     if builtin.is_file():
         return Path(str(builtin))
+    close = difflib.get_close_matches(source, builtin_names(), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
     raise ConfigError(
-        f"experiment {source!r} is neither a YAML file nor a built-in experiment; "
+        f"experiment {source!r} is neither a YAML file nor a built-in experiment; {hint}"
         f"built-ins: {', '.join(builtin_names())} (see `cnn-tune list`)"
+    )
+
+
+def _folder_is_not_an_experiment(folder: Path) -> str:
+    yamls = sorted(p.name for p in folder.glob("*.y*ml"))[:3]
+    inside = f" (it holds {', '.join(yamls)})" if yamls else ""
+    return (
+        f"experiment {str(folder)!r} is a folder{inside}; EXPERIMENT is an experiment YAML "
+        f"file or a built-in name ({', '.join(builtin_names())}). To resume a sweep folder, "
+        "use `cnn-tune resume DIR`"
     )

@@ -9,12 +9,15 @@ Two protocols, chosen by the experiment's `final` section:
   `<sweep>/final/seed_<seed>/` and reused if the sweep is resumed.
 
 `HeldOutTest` is the one holder of the test split in the driver: it evaluates each final
-model once and refuses a second look.
+model once and refuses a second look. When the sweep's trials had GPUs, the evaluation
+is a Ray task with a trial's share, on that GPU and in the trials' compute format, not
+an fp32 pass on the driver's CPU.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import statistics
 from collections.abc import Mapping
@@ -30,7 +33,7 @@ from trainables.config import TrainConfig
 from trainables.data import ImageSplit, TuningData
 from trainables.loop import model_from_state, normalizer_from_state, predict_split
 from trainables.transfer import StateDict
-from trainables.tune_adapter import retrain_task
+from trainables.tune_adapter import predict_task, remote_with_share, retrain_task
 from tuning.experiment import Experiment
 from tuning.storage import read_bytes, write_bytes
 
@@ -98,10 +101,8 @@ def retrained_models(
     missing = [name for name, state in states.items() if state is None]
     if missing:
         logger.info("retraining the best config on train+val for %d epochs: %s", epochs, missing)
-        task = ray.remote(retrain_task).options(
-            num_cpus=experiment.resources.cpu,
-            num_gpus=gpu,
-            max_retries=experiment.max_failures,
+        task = remote_with_share(
+            retrain_task, experiment.resources.cpu, gpu, max_retries=experiment.max_failures
         )
         data_ref, pretrained_ref = ray.put(data), ray.put(dict(pretrained))
         refs = [task.remote(configs[name], data_ref, epochs, pretrained_ref) for name in missing]
@@ -118,11 +119,13 @@ def retrained_models(
 class HeldOutTest:
     """The test split, evaluated at most once per final model.
 
-    It lives only in the driver: trials receive train and val alone.
+    It lives only in the driver: trials receive train and val alone. With `gpu` > 0 each
+    evaluation runs as a Ray task holding `cpu` CPUs and `gpu` of a GPU, as a trial did.
     """
 
-    def __init__(self, split: ImageSplit) -> None:
+    def __init__(self, split: ImageSplit, cpu: float = 1.0, gpu: float = 0.0) -> None:
         self._split = split
+        self._cpu, self._gpu = cpu, gpu
         self.evaluated: list[str] = []  # final model names, in evaluation order
 
     def evaluate(self, model: FinalModel) -> dict[str, Any]:
@@ -132,9 +135,7 @@ class HeldOutTest:
         self.evaluated.append(model.name)
         split, state = self._split, model.state
         logger.info("evaluating %s on %d held-out test examples", model.name, len(split))
-        loss, predictions = predict_split(
-            model_from_state(state), split, normalizer_from_state(state), batch_size=1024
-        )
+        loss, predictions = self._predict(state)
         hits = predictions == split.labels
         class_names = state["data_info"]["class_names"]
         per_class = {
@@ -150,6 +151,43 @@ class HeldOutTest:
             "num_examples": len(split),
             "per_class_accuracy": per_class,
         }
+
+    def _predict(self, state: dict[str, Any]) -> tuple[float, torch.Tensor]:
+        if self._gpu > 0:
+            task = remote_with_share(predict_task, self._cpu, self._gpu)
+            return ray.get(task.remote(state, self._split))
+        batch_size = TrainConfig.model_validate(state["config"]).eval_batch_size
+        return predict_split(
+            model_from_state(state), self._split, normalizer_from_state(state), batch_size
+        )
+
+
+def evaluate_once(held_out: HeldOutTest, model: FinalModel, location: str) -> dict[str, Any]:
+    """`model`'s test figures, evaluated once over every run of the sweep.
+
+    The figures are saved under the sweep (`final/<name>/test.json`) as soon as they
+    exist; a resumed sweep killed after that reads them back instead of looking at the
+    test split again. A run killed during the evaluation saved nothing and was seen by
+    no one; its resume evaluates.
+    """
+    record = f"{FINAL_DIR}/{model.name}/test.json"
+    identity = {
+        "path": model.path,
+        "epoch": int(model.state["epoch"]),
+        "config": model.state["config"],
+    }
+    saved = read_bytes(location, record)
+    if saved is not None:
+        try:
+            stored = json.loads(saved)
+        except ValueError:  # cut short by a crash while it was written
+            stored = {}
+        if stored.get("model") == json.loads(json.dumps(identity)):
+            logger.info("test figures of %s read from %s: no second evaluation", model.name, record)
+            return dict(stored["test"])
+    result = held_out.evaluate(model)
+    write_bytes(location, record, json.dumps({"model": identity, "test": result}).encode())
+    return result
 
 
 def test_summary(models: list[FinalModel], results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -27,7 +27,13 @@ from trainables.transfer import StateDict
 from tuning import space
 from tuning.diagnosis import diagnose
 from tuning.experiment import Experiment
-from tuning.final import HeldOutTest, best_checkpoint_model, retrained_models, test_summary
+from tuning.final import (
+    HeldOutTest,
+    best_checkpoint_model,
+    evaluate_once,
+    retrained_models,
+    test_summary,
+)
 from tuning.history import best_epoch_of, epoch_rows
 
 logger = logging.getLogger(__name__)
@@ -89,8 +95,8 @@ def summarize(
             final.pretrained,
         )
     )
-    held_out = HeldOutTest(final.splits.test)
-    test = test_summary(models, [held_out.evaluate(model) for model in models])
+    held_out = HeldOutTest(final.splits.test, experiment.resources.cpu, final.gpu)
+    test = test_summary(models, [evaluate_once(held_out, m, final.location) for m in models])
     status_counts = Counter(t["status"] for t in trials)
     return {
         "experiment": experiment.name,
@@ -164,7 +170,15 @@ def _trial_record(
         "tuned": space.tuned_values(result.config or {}, tuned_paths),
         "error": _error_text(result),
         "diagnosis": diagnose(history, num_classes).to_dict(),
+        "node_id": last.get(m.NODE_ID),  # the Ray node of its last epoch
+        "nodes": _nodes_in_order(history),  # more than one if it moved (a node was lost)
     }
+
+
+def _nodes_in_order(history: list[dict[str, Any]]) -> list[str]:
+    """The Ray nodes a trial's epochs ran on, each once, in the order it first used them."""
+    nodes = (row.get(m.NODE_ID) for row in history)
+    return list(dict.fromkeys(n for n in nodes if isinstance(n, str) and n))
 
 
 def _status(result: tune.Result, epochs: int, planned: int) -> str:

@@ -22,12 +22,14 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback
 
 from schedulers import build_scheduler
+from schedulers.snapshot import SchedulerSnapshot
 from trainables import metrics as m
 from trainables.config import TrainConfig, TransferConfig
 from trainables.data import TuningData, load_splits
 from trainables.transfer import StateDict, load_pretrained, pretrained_key
 from trainables.tune_adapter import train_trial
-from tuning import space
+from tuning import preflight, space
+from tuning.cluster import connect
 from tuning.errors import ConfigError, SweepInterrupted
 from tuning.experiment import Experiment, validate_experiment
 from tuning.gpu_packing import resolve_gpu_share
@@ -35,11 +37,13 @@ from tuning.results import SUMMARY_FILE, FinalContext, result_trial_id, summariz
 from tuning.searchers import build_searcher
 from tuning.storage import (
     check_storage_is_shared,
+    clear_except,
     holds_anything,
     is_remote,
     read_text,
     resolve_location,
     sweep_location,
+    top_level_files,
     write_text,
 )
 from tuning.tensorboard import TensorBoardLogger
@@ -49,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 EXPERIMENT_FILE = "cnn-tune-experiment.yaml"  # the resolved experiment, saved with the runs
 DEFAULT_STORAGE = "runs"
+CLOCK_FILE = "cnn-tune-clock.json"  # seconds in Tune when a fit last ended; resume adds to it
+GPU_SHARE_FILE = "gpu-share.json"  # the share `gpu: auto` chose, reused on resume
 
 
 @dataclass(frozen=True)
@@ -76,51 +82,80 @@ def run_sweep(
 
     `callbacks` are extra Tune callbacks (progress hooks, loggers) for library users.
     """
+    preflight.check_run(experiment, storage=storage, name=name, address=address)
     name = name or f"{experiment.name}-{datetime.now():%Y%m%d-%H%M%S}"
     location = _new_location(storage, name)
+    return _start_sweep(experiment, location, address, callbacks or [], save_experiment=True)
+
+
+def _start_sweep(
+    experiment: Experiment,
+    location: str,
+    address: str | None,
+    callbacks: list[tune.Callback],
+    *,
+    save_experiment: bool = False,
+) -> SweepOutcome:
+    """Run `experiment` from its first trial in `location`; the experiment file is saved
+    there (unless it already is) once the data and weights have loaded."""
     splits = load_splits(experiment.dataset)
     pretrained = _pretrained_backbones(experiment)  # bad weights fail here, before Ray starts
     _check_gpus_exist(experiment, address)
-    write_text(
-        location, EXPERIMENT_FILE, dump_yaml(experiment.model_dump(mode="json", exclude_none=True))
-    )
+    if save_experiment:
+        write_text(
+            location,
+            EXPERIMENT_FILE,
+            dump_yaml(experiment.model_dump(mode="json", exclude_none=True)),
+        )
     connect(address)
     check_storage_is_shared(location)
-    gpu = _gpu_per_trial(experiment, splits.tuning, pretrained)
+    gpu = _gpu_per_trial(experiment, splits.tuning, pretrained, location)
+    tune_config = _tune_config(experiment, gpu)
+    # Saves the scheduler with Tune's experiment state: Ray saves only the searcher.
+    snapshot = SchedulerSnapshot(tune_config.scheduler)
     tuner = tune.Tuner(
         _trainable(experiment, splits.tuning, pretrained, gpu),
         param_space=experiment.param_space(),
-        tune_config=_tune_config(experiment, gpu),
-        run_config=_run_config(experiment, location, callbacks or []),
+        tune_config=tune_config,
+        run_config=_run_config(experiment, location, [snapshot, *callbacks]),
     )
     return _fit_and_summarize(tuner, experiment, FinalContext(splits, location, gpu, pretrained))
 
 
 def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepOutcome:
-    """Finish an interrupted sweep: finished trials are kept, the others continue.
+    """Finish an interrupted sweep from whatever state a crash left it in.
 
-    A sweep that already finished (its summary.json exists) is returned as it stands.
+    - finished (summary.json exists): returned as it stands, the test split untouched;
+    - Tune had saved no state yet (killed in its first seconds): started afresh from
+      the experiment saved with it, in the same folder;
+    - otherwise: finished trials are kept, the others continue from their checkpoints,
+      and the scheduler carries on from its saved state (schedulers.snapshot).
     """
+    preflight.check_resume(directory, address=address)
     location = resolve_location(str(directory))
     config_text = read_text(location, EXPERIMENT_FILE)
-    if config_text is None or not tune.Tuner.can_restore(location):
+    if config_text is None:
         raise ConfigError(
-            f"{location!r} is not a cnn-tune sweep that can be resumed (it needs "
-            f"{EXPERIMENT_FILE} and Ray Tune's experiment state); pass the folder "
-            "<storage>/<name> that `cnn-tune run` printed"
+            f"{location!r} is not a cnn-tune sweep: it has no {EXPERIMENT_FILE}; pass the "
+            "folder <storage>/<name> that `cnn-tune run` printed. A run killed before it "
+            "saved its experiment left nothing to resume: run it again with the same --name"
         )
     experiment = validate_experiment(parse_yaml_mapping(config_text, EXPERIMENT_FILE))
-    finished = read_text(location, SUMMARY_FILE)
+    finished = _finished_summary(location)
     if finished is not None:
         # The test split was looked at when the sweep finished; another look would be a
         # second one for the same final model.
         logger.info("%s has finished: its summary stands, the test split is not touched", location)
-        return SweepOutcome(summary=json.loads(finished), location=location)
+        return SweepOutcome(summary=finished, location=location)
+    if not _tune_state_saved(location):
+        logger.info("%s stopped before Ray Tune saved any state: starting it afresh", location)
+        clear_except(location, {EXPERIMENT_FILE, GPU_SHARE_FILE})
+        return _start_sweep(experiment, location, address, [])
     splits = load_splits(experiment.dataset)
     pretrained = _pretrained_backbones(experiment)
     connect(address)
     check_storage_is_shared(location)
-    gpu = _gpu_per_trial(experiment, splits.tuning, pretrained)
+    gpu = _gpu_per_trial(experiment, splits.tuning, pretrained, location)
     tuner = tune.Tuner.restore(
         location,
         trainable=_trainable(experiment, splits.tuning, pretrained, gpu),
@@ -130,15 +165,16 @@ def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepO
     return _fit_and_summarize(tuner, experiment, FinalContext(splits, location, gpu, pretrained))
 
 
-def connect(address: str | None) -> None:
-    """Start a local Ray, or join the cluster at `address`; keep a Ray already running."""
-    if ray.is_initialized():
-        return
-    if address is None:
-        # Local: the dashboard, if installed, binds to loopback only.
-        ray.init(include_dashboard=False, dashboard_host="127.0.0.1", logging_level=logging.WARNING)
-    else:
-        ray.init(address=address, logging_level=logging.WARNING)
+def _finished_summary(location: str) -> dict[str, Any] | None:
+    """The sweep's summary, or None if it has none (or only a part of one, cut by a crash)."""
+    text = read_text(location, SUMMARY_FILE)
+    if text is None:
+        return None
+    try:
+        return dict(json.loads(text))
+    except ValueError:
+        logger.warning("%s/%s is incomplete: summarizing again", location, SUMMARY_FILE)
+        return None
 
 
 def _fit_and_summarize(
@@ -149,11 +185,48 @@ def _fit_and_summarize(
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     start = time.monotonic()
     TrialsEndedThisRun.ended.clear()
+    SchedulerSnapshot.earlier_seconds = 0.0  # set by Tune when it restores the sweep
     results = tuner.fit()
     _raise_if_unfinished(results, experiment, final.location)
-    summary = summarize(results, experiment, final, time.monotonic() - start)
-    write_text(final.location, SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    # Every run's time in Tune: the earlier ones' as saved with the sweep (with Tune's
+    # state, or when an earlier fit ended), and this one's.
+    earlier = max(SchedulerSnapshot.earlier_seconds, _clock_seconds(final.location))
+    wall_seconds = earlier + time.monotonic() - start
+    _write_whole(final.location, CLOCK_FILE, json.dumps({"tune_seconds": wall_seconds}) + "\n")
+    summary = summarize(results, experiment, final, wall_seconds)
+    _write_whole(final.location, SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return SweepOutcome(summary=summary, location=final.location)
+
+
+def _clock_seconds(location: str) -> float:
+    """The seconds in Tune that the sweep's runs had counted when a fit last ended."""
+    text = read_text(location, CLOCK_FILE)
+    try:
+        return float(json.loads(text)["tune_seconds"]) if text else 0.0
+    except (ValueError, KeyError, TypeError):  # cut short by a crash: Tune's state counts
+        return 0.0
+
+
+def _write_whole(location: str, name: str, text: str) -> None:
+    """Write a file that a crash leaves either absent or complete, never cut short.
+
+    A local file is written beside and renamed (atomic on POSIX); a bucket's object
+    appears only once its upload completes.
+    """
+    if is_remote(location):
+        write_text(location, name, text)
+        return
+    partial = Path(location, f".{name}.partial")
+    partial.write_text(text)
+    partial.replace(Path(location, name))
+
+
+def _tune_state_saved(location: str) -> bool:
+    """Whether Ray Tune saved the sweep's state (tuner.pkl and an experiment_state file)."""
+    return tune.Tuner.can_restore(location) and any(
+        name.startswith("experiment_state-") and name.endswith(".json")
+        for name in top_level_files(location)
+    )
 
 
 def _raise_if_unfinished(results: tune.ResultGrid, experiment: Experiment, location: str) -> None:
@@ -179,11 +252,23 @@ def _raise_if_unfinished(results: tune.ResultGrid, experiment: Experiment, locat
 
 
 def _gpu_per_trial(
-    experiment: Experiment, data: TuningData, pretrained: dict[str, StateDict | None]
+    experiment: Experiment,
+    data: TuningData,
+    pretrained: dict[str, StateDict | None],
+    location: str,
 ) -> float:
+    """The GPU share per trial; `gpu: auto` measures once and a resumed sweep reuses it."""
     if experiment.resources.gpu != "auto":
         return experiment.resources.gpu
-    return resolve_gpu_share(space.representatives(experiment.train), data, pretrained)
+    saved = read_text(location, GPU_SHARE_FILE)
+    if saved is not None:
+        return float(json.loads(saved)["gpu_per_trial"])
+    total_trials = experiment.search.resolved_num_samples * space.grid_size(experiment.train)
+    cpu_slots = _trials_that_fit(experiment.resources.cpu, 0.0)
+    trials_at_once = min(total_trials, experiment.search.max_concurrent or total_trials, cpu_slots)
+    share = resolve_gpu_share(experiment.train, data, pretrained, trials_at_once)
+    write_text(location, GPU_SHARE_FILE, json.dumps({"gpu_per_trial": share}) + "\n")
+    return share
 
 
 def _trainable(

@@ -56,4 +56,8 @@ def build_searcher(settings: SearchSettings) -> Searcher | SearchAlgorithm:
             n_initial_points=settings.initial_points, random_state_seed=settings.seed
         )
     # Grid points are enumerated in order; random ones are drawn from a seeded generator.
-    return BasicVariantGenerator(random_state=settings.seed)
+    # Tune ignores TuneConfig.max_concurrent_trials for a variant generator given as
+    # search_alg, so the limit goes to the generator itself (0: no limit).
+    return BasicVariantGenerator(
+        random_state=settings.seed, max_concurrent=settings.max_concurrent or 0
+    )

@@ -15,6 +15,7 @@ A choice may hold mappings with domains of their own (conditional parameters).
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -74,6 +75,11 @@ def _domain_problem(kind: str, args: Any) -> str | None:
     if kind in _LIST_KINDS:
         if not isinstance(args, list) or not args:
             return f"needs a non-empty list of values, e.g. {{{kind}: [32, 64, 128]}}"
+        if kind == "grid" and (repeated := _first_repeat(args)) is not None:
+            return (
+                f"lists {repeated!r} twice; each grid value is its own trial, so the repeat "
+                "would train the same configuration again: drop it"
+            )
         return None
     arity = _RANGE_KINDS[kind]
     shape = "[low, high]" if arity == 2 else "[low, high, q]"
@@ -81,6 +87,8 @@ def _domain_problem(kind: str, args: Any) -> str | None:
         return f"needs a list {shape}"
     if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
         return f"needs numbers {shape}; write floats as 1.0e-4 or 0.0001"
+    if not all(math.isfinite(a) for a in args):
+        return f"needs finite numbers {shape}, not .inf or .nan"
     low, high = args[0], args[1]
     if not low < high:
         return "needs low < high"
@@ -91,6 +99,76 @@ def _domain_problem(kind: str, args: Any) -> str | None:
     if arity == 3 and args[2] <= 0:
         return "needs q > 0"
     return None
+
+
+def _first_repeat(values: list[Any]) -> Any:
+    """The first value that occurs twice in `values` (1 and 1.0 count as one), or None."""
+    seen: list[Any] = []
+    for value in values:
+        if value in seen:
+            return value
+        seen.append(value)
+    return None
+
+
+# Names people reach for from other libraries, and the domain that does the job here.
+_DOMAIN_ALIASES = {
+    "categorical": "choice",
+    "grid_search": "grid",
+    "log_uniform": "loguniform",
+    "logrange": "loguniform",
+    "int": "randint",
+    "integer": "randint",
+    "qrandint": "quniform",
+    "qlograndint": "qloguniform",
+    "range": "randint",
+}
+
+
+def explain_not_a_domain(loc: str, item: dict[str, Any]) -> str | None:
+    """A clearer line for a pydantic error caused by a misspelled or unknown search domain.
+
+    `{normal: [0, 1]}` where a number belongs, `{choise: [...]}` where a mapping
+    belongs, and a domain inside a list all reach pydantic as plain values; say that the
+    user meant a domain, which domains exist, and which one is closest.
+    """
+    value = item.get("input")
+    if item["type"] == "extra_forbidden":
+        key = str(item["loc"][-1])
+        close = _closest_domain(key)
+        if close is None:
+            return None
+        return f"{loc}: unknown key {key!r}; did you mean the search domain {{{close}: [...]}}?"
+    if item["type"] == "missing" or not (isinstance(value, dict) and len(value) == 1):
+        return None
+    kind = str(next(iter(value)))
+    if kind in DOMAIN_KINDS:
+        return (
+            f"{loc}: {{{kind}: ...}} sits inside a list, where search domains do not work; "
+            f"tune the whole list instead, e.g. {{choice: [[5, 10], [3, 8]]}}"
+        )
+    close = _closest_domain(kind)
+    hint = f" (did you mean {close!r}?)" if close else ""
+    return (
+        f"{loc}: {{{kind}: {_short(value[next(iter(value))])}}} is not a search domain{hint}; "
+        f"the domains are {', '.join(sorted(DOMAIN_KINDS))} (docs/search-space.md), "
+        "or give one plain value"
+    )
+
+
+def _closest_domain(name: str) -> str | None:
+    lowered = name.lower()
+    if lowered in DOMAIN_KINDS:
+        return lowered
+    if lowered in _DOMAIN_ALIASES:
+        return _DOMAIN_ALIASES[lowered]
+    close = difflib.get_close_matches(lowered, DOMAIN_KINDS, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def to_param_space(tree: Any) -> Any:
@@ -148,7 +226,9 @@ def validation_errors(tree: Any, model: type[BaseModel], prefix: str) -> list[st
         try:
             model.model_validate(candidate)
         except ValidationError as error:
-            errors += describe_validation_error(error, model, prefix=prefix)
+            errors += describe_validation_error(
+                error, model, prefix=prefix, explain=explain_not_a_domain
+            )
     return list(dict.fromkeys(errors))
 
 

@@ -10,6 +10,7 @@ bucket or a filesystem mounted at the same place on every node.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,10 +29,46 @@ def is_remote(location: str) -> bool:
     return "://" in location
 
 
+_SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=@-]*")
+MAX_SWEEP_NAME = 128  # characters; one path component on every filesystem and bucket
+
+# Schemes whose filesystem pyarrow (and so Ray Tune) can write to.
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "file", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def sweep_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a sweep's folder under --storage, or None if it can."""
+    if not name.strip():
+        return "is empty"
+    if "/" in name or "\\" in name:
+        return "holds a path separator; the sweep folder goes directly under --storage"
+    if ".." in name:
+        return "holds '..', which would leave --storage"
+    if name.startswith("."):
+        return "starts with '.', a hidden folder"
+    if len(name) > MAX_SWEEP_NAME:
+        return f"is {len(name)} characters long, more than {MAX_SWEEP_NAME}"
+    if not _SWEEP_NAME.fullmatch(name):
+        if not _SWEEP_NAME.fullmatch(name[0]):
+            return f"starts with {name[0]!r}; start it with a letter or digit"
+        bad = next(c for c in name if not _SWEEP_NAME.fullmatch("a" + c))
+        return f"holds {bad!r}, which paths and bucket URIs do not take safely"
+    return None
+
+
+def check_sweep_name(name: str) -> None:
+    """Raise ConfigError naming --name if `name` is not a plain folder name."""
+    problem = sweep_name_problem(name)
+    if problem is not None:
+        raise ConfigError(
+            f"--name {name!r} {problem}; use a plain folder name of letters, digits and "
+            "- _ . + = @ (not first), e.g. --name digits-lr-sweep"
+        )
+
+
 def sweep_location(storage: str, name: str) -> str:
     """The location of sweep `name` under `storage` (a path made absolute, or a URI)."""
-    if not name or "/" in name or name.startswith("."):
-        raise ConfigError(f"--name {name!r}: use a plain folder name such as digits-lr-sweep")
+    check_sweep_name(name)
     if is_remote(storage):
         return f"{storage.rstrip('/')}/{name}"
     return str(Path(storage).expanduser().resolve() / name)
@@ -134,6 +171,28 @@ def _checkpoint_of(name: str) -> tuple[str, str | None]:
     if len(parts) > 2 and parts[1].startswith(_CHECKPOINT_PREFIX):
         return parts[0], parts[1]
     return parts[0], None
+
+
+def top_level_files(location: str) -> list[str]:
+    """The names of the files directly in `location` (none if it is not a folder)."""
+    fs, root = _fs(location)
+    return [
+        info.base_name
+        for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+        if info.type == pafs.FileType.File
+    ]
+
+
+def clear_except(location: str, keep: set[str]) -> None:
+    """Delete everything directly under `location` but the files named in `keep`."""
+    fs, root = _fs(location)
+    for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+        if info.base_name in keep:
+            continue
+        if info.type == pafs.FileType.Directory:
+            fs.delete_dir(info.path)
+        else:
+            fs.delete_file(info.path)
 
 
 def holds_anything(location: str) -> bool:

@@ -1,10 +1,12 @@
-"""The CLI end to end in subprocesses: Ctrl-C a sweep, resume it, lose no finished trial."""
+"""The CLI end to end in subprocesses: Ctrl-C or kill -9 a sweep, resume it, lose no finished
+trial, evaluate the test split once."""
 
 from __future__ import annotations
 
 import csv
 import ipaddress
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -150,3 +152,110 @@ def test_tensorboard_command_serves_on_loopback_and_prints_the_url(tmp_path):
     finally:
         board.terminate()
         board.wait(timeout=30)
+
+
+EARLY = {
+    "name": "early",
+    "dataset": {"name": "digits"},
+    "train": {
+        "epochs": 2,
+        "model": {"name": "cnn", "depth": 1, "width": 8},
+        "optimizer": {"name": "adam", "lr": {"loguniform": [1.0e-3, 1.0e-2]}},
+    },
+    "search": {"algorithm": "random", "num_samples": 2, "max_concurrent": 1, "seed": 0},
+    "scheduler": {"name": "fifo"},
+}
+
+
+def cnn_tune_in_own_group(*args: str) -> subprocess.Popen:
+    """`cnn-tune ARGS` as the leader of a process group, to kill -9 with its Ray."""
+    return cnn_tune(*args, start_new_session=True)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def early_killed_then_resumed(tmp_path_factory):
+    """A sweep killed -9 as soon as its experiment file exists, then resumed to the end."""
+    root = tmp_path_factory.mktemp("early")
+    experiment_file = root / "early.yaml"
+    experiment_file.write_text(yaml.safe_dump(EARLY))
+    sweep = root / "runs" / "early"
+    run_args = ("run", str(experiment_file), "--storage", str(root / "runs"), "--name", "early")
+    run = cnn_tune_in_own_group(*run_args)
+    deadline = time.monotonic() + 120
+    while not (sweep / "cnn-tune-experiment.yaml").exists():
+        assert run.poll() is None and time.monotonic() < deadline, "no experiment file"
+        time.sleep(0.02)
+    kill_group(run)
+    had_tune_state = any(sweep.glob("experiment_state-*.json"))
+
+    again = cnn_tune(*run_args)
+    _, again_err = again.communicate(timeout=120)
+    resume = cnn_tune("resume", str(sweep))
+    _, resume_err = resume.communicate(timeout=400)
+    return {
+        "sweep": sweep,
+        "had_tune_state": had_tune_state,
+        "again": (again.returncode, again_err),
+        "resume": (resume.returncode, resume_err),
+    }
+
+
+def test_run_again_after_an_early_kill_points_to_resume_which_finishes_it(
+    early_killed_then_resumed,
+):
+    outcome = early_killed_then_resumed
+    sweep = outcome["sweep"]
+    code, err = outcome["again"]
+    assert not outcome["had_tune_state"]
+    assert code == 2 and f"cnn-tune resume {sweep}" in err
+    code, err = outcome["resume"]
+    assert code == 0, err
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["num_trials"] == 2 and summary["test"]["evaluations"] == 1
+    assert sorted(epochs_reported(sweep).values()) == [[1, 2], [1, 2]]
+    assert err.count("held-out test examples") == 1
+
+
+def test_resume_killed_after_the_test_evaluation_reads_its_figures_back(
+    early_killed_then_resumed,
+):
+    sweep = early_killed_then_resumed["sweep"]
+    finished = json.loads((sweep / "summary.json").read_text())
+    (sweep / "summary.json").unlink()  # as a kill between test.json and summary.json leaves it
+
+    resume = cnn_tune("resume", str(sweep))
+    _, err = resume.communicate(timeout=400)
+
+    assert resume.returncode == 0, err
+    assert "held-out test examples" not in err  # the test split is not looked at again
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["test"] == finished["test"]
+    assert summary["best"]["trial_id"] == finished["best"]["trial_id"]
+    assert summary["wall_seconds"] >= finished["wall_seconds"]  # earlier runs still count
+
+
+def test_resume_of_a_sweep_killed_before_its_test_evaluation_evaluates_once(
+    early_killed_then_resumed,
+):
+    sweep = early_killed_then_resumed["sweep"]
+    (sweep / "summary.json").unlink()
+    for record in sweep.glob("final/*/test.json"):
+        record.unlink()
+
+    resume = cnn_tune("resume", str(sweep))
+    _, err = resume.communicate(timeout=400)
+
+    assert resume.returncode == 0, err
+    assert err.count("held-out test examples") == 1
+
+
+def test_resume_of_a_folder_without_an_experiment_says_what_to_pass(tmp_path):
+    resume = cnn_tune("resume", str(tmp_path))
+    _, err = resume.communicate(timeout=120)
+    assert resume.returncode == 2
+    assert "cnn-tune-experiment.yaml" in err and "<storage>/<name>" in err

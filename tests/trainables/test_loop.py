@@ -8,7 +8,7 @@ import torch
 from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import TrainConfig
-from trainables.loop import Trainer, fit, model_from_state, pick_device, retrain
+from trainables.loop import Trainer, fit, model_from_state, retrain
 from trainables.optim import lr_at
 
 FAST = {
@@ -101,13 +101,6 @@ def test_loaded_state_keeps_the_new_config_hyperparameters(digits_splits, tmp_pa
     metrics = clone.run_epoch()
     assert metrics[m.EPOCH] == 2 and metrics[m.LR] == 0.05 and metrics[m.BATCH_SIZE] == 32
     assert all(g["momentum"] == 0.5 and g["lr"] == 0.05 for g in clone.optimizer.param_groups)
-
-
-@pytest.mark.parametrize(
-    ("gpus", "expected"), [(0.0, "cpu"), (0.25, "cuda" if torch.cuda.is_available() else "cpu")]
-)
-def test_pick_device_uses_cuda_only_when_given_and_present(gpus, expected):
-    assert pick_device(gpus).type == expected
 
 
 @pytest.mark.gpu
@@ -211,10 +204,25 @@ def test_retrain_runs_exactly_the_epochs_asked_with_the_tuned_schedule(digits_sp
 
     assert len(tuned) == 2 and tuned[-1][m.EARLY_STOPPED]
     assert trainer.epoch == 5 and trainer.config.early_stopping is None
-    assert len(trainer.train_split) == len(digits_splits.tuning.train) + len(
+    assert len(trainer.train_feed) == len(digits_splits.tuning.train) + len(
         digits_splits.tuning.val
     )
     # The cosine schedule still spans the tuned 8 epochs: epoch 5 is not its end.
     lr_of_epoch_5 = lr_at(config.lr_schedule, 3.0e-3, epoch=4, total_epochs=8)
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr_of_epoch_5)
     assert lr_of_epoch_5 > lr_at(config.lr_schedule, 3.0e-3, epoch=4, total_epochs=5)
+
+
+def test_validation_metrics_of_an_epoch_equal_a_plain_evaluation(digits_splits):
+    from trainables.compute import Normalizer
+    from trainables.loop import evaluate
+
+    config = TrainConfig.model_validate({**FAST, "epochs": 1, "eval_batch_size": 7})
+    trainer = Trainer(config, digits_splits.tuning)
+
+    metrics = trainer.run_epoch()
+
+    normalize = Normalizer.for_model(config.model, digits_splits.tuning.info, torch.device("cpu"))
+    loss, accuracy = evaluate(trainer.model, digits_splits.tuning.val, normalize, batch_size=500)
+    assert metrics[m.VAL_ACC] == pytest.approx(accuracy)
+    assert metrics[m.VAL_LOSS] == pytest.approx(loss, rel=1e-5)

@@ -3,6 +3,12 @@ names the key, the value and what is allowed."""
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import ray
 import yaml
@@ -48,7 +54,8 @@ BAD_OVERRIDES = [
     (["scheduler.reduction_factor=1"], ["scheduler.reduction_factor", "greater than 1"]),
     (["metric=val_f1"], ["metric", "val_f1", "'val_acc'"]),
     (["mode=min"], ["mode='min'", "set mode: max"]),
-    (["resources.gpu=1.5"], ["resources", "whole number"]),
+    (["resources.gpu=1.5"], ["resources", "single GPU"]),
+    (["resources.gpu=2"], ["resources", "between 0 and 1"]),
     (["resources.cpu=0"], ["resources.cpu", "greater than 0"]),
     (["checkpoint.every_epochs=0"], ["checkpoint.every_epochs"]),
     (["dataset.name=mnist"], ["dataset", "needs dataset.root"]),
@@ -157,7 +164,7 @@ def test_run_rejects_gpu_trials_on_a_machine_without_cuda(tmp_path, capsys):
 
 def test_resume_rejects_a_folder_that_is_not_a_sweep(tmp_path, capsys):
     assert main(["resume", str(tmp_path)]) == EXIT_BAD_INPUT
-    assert "is not a cnn-tune sweep that can be resumed" in capsys.readouterr().err
+    assert "is not a cnn-tune sweep" in capsys.readouterr().err
 
 
 def test_yaml_accepts_exponent_floats_without_a_dot(tmp_path):
@@ -198,3 +205,150 @@ def test_builtin_cifar10_validates_once_given_a_root(tmp_path):
 
     experiment = load_experiment("cifar10", [f"dataset.root={tmp_path}"])
     assert experiment.resources.gpu == 0.25
+
+
+# ----- the console script itself, in its own process ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--set", "resources.cpu=1024"], "resources.cpu=1024 per trial"),
+        (["--storage", "/proc/cnn-tune-x"], "--storage '/proc/cnn-tune-x'"),
+    ],
+)
+def test_console_script_refuses_bad_input_before_ray_starts(args, fragment, tmp_path):
+    ray_tmp, storage = tmp_path / "ray-tmp", tmp_path / "storage"
+    ray_tmp.mkdir()
+    storage.mkdir()
+    command = [str(Path(sys.executable).parent / "cnn-tune"), "run", "digits"]
+    if "--storage" not in args:
+        command += ["--storage", str(storage)]
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+
+    done = subprocess.run(
+        command + args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == EXIT_BAD_INPUT, done.stderr
+    assert fragment in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not any(ray_tmp.iterdir()), "Ray made a session folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ray-tmp", "storage"]
+    assert not any(storage.iterdir())
+
+
+# ----- warnings: valid input that is probably not what was meant ---------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "overrides", "fragments"),
+    [
+        ("digits", ["search.num_samples=2000"], ["2000 trials", "each up to 15 epochs"]),
+        ("digits-grid", ["search.num_samples=3"], ["repeats every grid point", "train.seed"]),
+        ("digits", ["search.num_samples=4"], ["initial_points=6 >= search.num_samples=4"]),
+    ],
+)
+def test_experiment_warnings_name_the_setting_and_the_fix(source, overrides, fragments):
+    from tuning.experiment import load_experiment
+    from tuning.preflight import experiment_warnings
+
+    text = " ".join(experiment_warnings(load_experiment(source, overrides)))
+
+    for fragment in fragments:
+        assert fragment in text
+
+
+@pytest.mark.parametrize("name", ["digits", "digits-pbt", "digits-grid"])
+def test_experiment_warnings_none_for_builtin(name):
+    from tuning.experiment import load_experiment
+    from tuning.preflight import experiment_warnings
+
+    assert experiment_warnings(load_experiment(name)) == []
+
+
+def test_preflight_check_run_logs_warnings_and_writes_nothing(tmp_path, caplog):
+    from tuning.experiment import load_experiment
+    from tuning.preflight import check_run
+
+    experiment = load_experiment("digits", ["search.num_samples=2000", "resources.cpu=0.01"])
+
+    with caplog.at_level(logging.WARNING):
+        check_run(experiment, storage=str(tmp_path / "runs"), name="ok-name", address=None)
+
+    assert "2000 trials" in caplog.text
+    assert "trials at once" in caplog.text and "search.max_concurrent" in caplog.text
+    assert not any(tmp_path.iterdir())
+
+
+def test_preflight_leaves_cpu_per_trial_to_the_cluster_given_an_address():
+    from tuning.experiment import load_experiment
+    from tuning.preflight import cpu_problems
+
+    experiment = load_experiment("digits", ["resources.cpu=1024"])
+
+    assert cpu_problems(experiment, "127.0.0.1:6379") == []
+    assert cpu_problems(experiment, None) != []
+
+
+@pytest.mark.parametrize(
+    "storage", ["{tmp}", "{tmp}/new/nested/runs", "s3://bucket/prefix", "file:///tmp/x"]
+)
+def test_preflight_storage_accepts_writable_folders_and_buckets(storage, tmp_path):
+    from tuning.preflight import storage_problems
+
+    assert storage_problems(storage.format(tmp=tmp_path), flag="--storage") == []
+    assert not any(tmp_path.iterdir()), "the write check leaves nothing behind"
+
+
+def test_load_splits_warns_naming_a_class_missing_from_val_and_test(tmp_path, caplog):
+    from PIL import Image
+
+    from trainables.data import DataConfig, load_splits
+
+    for name, count in {"cat": 20, "dog": 20, "owl": 2}.items():
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            Image.new("RGB", (8, 8), color=(10 * i, 0, 0)).save(tmp_path / name / f"{i}.png")
+
+    with caplog.at_level(logging.WARNING):
+        load_splits(DataConfig(name="image_folder", root=str(tmp_path), image_size=8))
+
+    for split in ("val", "test"):
+        assert f"'owl' (2 examples) has no example in the {split} split" in caplog.text
+        assert f"dataset.{split}_fraction" in caplog.text
+
+
+# ----- YAML as people write it --------------------------------------------------------
+
+
+def test_yaml_reads_on_off_yes_no_as_the_words_they_are():
+    from trainables.config import TrainConfig
+    from tuning import space
+    from tuning.experiment import load_experiment
+
+    experiment = load_experiment(
+        "digits", ["train.channels_last=on", "train.augmentation.flip=yes"]
+    )
+
+    assert experiment.train["channels_last"] == "on"
+    config = TrainConfig.model_validate(space.sample_point(experiment.train, seed=0))
+    assert config.channels_last == "on"
+    assert config.augmentation.flip is True
+
+
+def test_yaml_merge_keys_may_override_what_they_merge():
+    from tuning.yaml_io import parse_yaml_mapping
+
+    text = "base: &base {lr: 0.1, momentum: 0.9}\nsgd:\n  <<: *base\n  lr: 0.01\n"
+
+    assert parse_yaml_mapping(text, "x.yaml")["sgd"] == {"lr": 0.01, "momentum": 0.9}
+
+
+def test_run_prefers_a_builtin_over_a_folder_of_the_same_name(tmp_path, monkeypatch):
+    from tuning.experiment import load_experiment
+
+    (tmp_path / "digits").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    assert load_experiment("digits").name == "digits"
