@@ -11,69 +11,15 @@ import logging
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
 from sklearn.model_selection import train_test_split
 
-from trainables.config import StrictModel
+from trainables.data_config import EXPECTED_LAYOUT, DataConfig
+from trainables.errors import DataError
 
 logger = logging.getLogger(__name__)
-
-DatasetName = Literal[
-    "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder", "synthetic"
-]
-_NEEDS_NO_ROOT = ("digits", "synthetic")
-
-# Where each torchvision dataset expects its files under `root`, for error messages.
-_EXPECTED_LAYOUT = {
-    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
-    "fashion_mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
-    "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
-    "cifar100": "cifar-100-python/{train,test,meta}",
-    "image_folder": "one folder per class holding image files",
-}
-
-
-class DataError(ValueError):
-    """The dataset cannot be loaded as configured (missing or malformed files)."""
-
-
-class DataConfig(StrictModel):
-    """Which dataset to load and how to split it."""
-
-    name: DatasetName = "digits"
-    root: str | None = Field(None, description="folder holding the dataset files (not for digits)")
-    download: bool = Field(False, description="let torchvision download into root (needs internet)")
-    val_fraction: float = Field(0.15, gt=0.0, lt=0.5, description="share of the training pool")
-    test_fraction: float = Field(
-        0.15, gt=0.0, lt=0.5, description="share held out where the dataset has no test split"
-    )
-    split_seed: int = Field(0, ge=0)
-    image_size: int = Field(64, ge=4, le=1024, description="image_folder: resize to this square")
-    verify_checksums: bool = Field(True, description="cifar: check torchvision's md5 sums")
-    max_train_examples: int | None = Field(None, ge=10, description="subsample for quick runs")
-    synthetic_examples: int = Field(
-        10_000, ge=100, le=10_000_000, description="synthetic: images of image_size, 3 channels"
-    )
-
-    @model_validator(mode="after")
-    def _root_where_needed(self) -> DataConfig:
-        if self.name not in _NEEDS_NO_ROOT and not (self.root or "").strip():
-            raise ValueError(
-                f"dataset {self.name!r} needs dataset.root, the folder holding "
-                f"{_EXPECTED_LAYOUT[self.name]}; pass --set dataset.root=/path/to/data"
-            )
-        if self.name in _NEEDS_NO_ROOT and self.root is not None:
-            # Most likely dataset.name was forgotten: the sweep would tune on other data.
-            raise ValueError(
-                f"dataset.root={self.root!r} is given, but dataset {self.name!r} reads no "
-                "files and would ignore it; set dataset.name to the dataset under that root "
-                f"({', '.join(n for n in _EXPECTED_LAYOUT)}), or drop dataset.root"
-            )
-        return self
 
 
 @dataclass(frozen=True)
@@ -249,7 +195,7 @@ def _load_raw(config: DataConfig) -> _RawDataset:
     if not config.download and not root.is_dir():
         raise DataError(
             f"dataset.root={str(root)!r} is not a folder; {config.name} expects "
-            f"{_EXPECTED_LAYOUT[config.name]} there (or set dataset.download=true)"
+            f"{EXPECTED_LAYOUT[config.name]} there (or set dataset.download=true)"
         )
     if config.name == "image_folder":
         return _load_image_folder(root, config.image_size)
@@ -264,7 +210,7 @@ def _load_raw(config: DataConfig) -> _RawDataset:
     except RuntimeError as error:  # torchvision's "Dataset not found or corrupted"
         raise DataError(
             f"dataset.root={str(root)!r}: {error}. {config.name} expects "
-            f"{_EXPECTED_LAYOUT[config.name]} under it; set dataset.download=true to fetch it"
+            f"{EXPECTED_LAYOUT[config.name]} under it; set dataset.download=true to fetch it"
             + (
                 ""
                 if config.name not in ("cifar10", "cifar100")

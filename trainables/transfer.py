@@ -15,16 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.config import TransferConfig
+from trainables.errors import WeightsError
 
 # torchvision's ImageNet preprocessing, which every supported backbone was trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 StateDict = dict[str, torch.Tensor]
-
-
-class WeightsError(ValueError):
-    """Pretrained weights cannot be loaded as configured."""
 
 
 def pretrained_key(config: TransferConfig) -> str:

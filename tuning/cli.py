@@ -10,8 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from trainables.data import DataError
-from trainables.transfer import WeightsError
+from trainables.errors import DataError, WeightsError
 from tuning.errors import ConfigError, SweepInterrupted
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -174,11 +173,13 @@ def _check_address(address: str | None) -> None:
 def _run(args: argparse.Namespace) -> int:
     _prepare_ray(args.address)
     from tuning.experiment import load_experiment
-    from tuning.results import format_summary
-    from tuning.runner import run_sweep
 
     experiment = load_experiment(args.experiment, args.overrides)
     _check_address(args.address)
+    # Only a valid experiment reaches the heavy stack: the runner imports torch and Ray.
+    from tuning.results import format_summary
+    from tuning.runner import run_sweep
+
     outcome = run_sweep(experiment, storage=args.storage, name=args.name, address=args.address)
     print(format_summary(outcome.summary))
     _print_next_steps(outcome.location)

@@ -13,17 +13,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from schedulers import (
-    ASHASettings,
-    PB2Settings,
-    PBTSettings,
-    SchedulerSettings,
-    compatibility_errors,
-    pb2_errors,
-    pbt_mutations,
-)
+from schedulers.compatibility import compatibility_errors
+from schedulers.settings import ASHASettings, PB2Settings, PBTSettings, SchedulerSettings
 from trainables.config import StrictModel, TrainConfig
-from trainables.data import DataConfig
+from trainables.data_config import DataConfig
 from trainables.metrics import OPTIMIZABLE
 from tuning import space
 from tuning.errors import ConfigError, describe_validation_error
@@ -252,6 +245,9 @@ def _cross_errors(experiment: Experiment) -> list[str]:
         max_epochs=experiment.max_epochs,
     )
     if isinstance(experiment.scheduler, PBTSettings | PB2Settings):
+        # Mutation domains are Ray's: only a PBT or PB2 experiment imports Ray to check them.
+        from schedulers.build import pb2_errors, pbt_mutations
+
         try:
             pbt_mutations(experiment.scheduler.mutate, experiment.param_space())
         except ValueError as error:

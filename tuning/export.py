@@ -55,7 +55,7 @@ def export_best(sweep: str | Path, output: str | Path | None = None) -> Path:
     Raises:
         ConfigError: no summary.json, or the final model's weights are missing.
     """
-    from tuning.storage import is_remote  # here: it imports Ray, which predict never needs
+    from tuning.storage import is_remote
 
     text = str(sweep)
     if not is_remote(text):

@@ -6,12 +6,7 @@ import json
 import logging
 import sys
 
-import torch
-
-from trainables.checkpoint import save_checkpoint
 from trainables.config import TrainConfig
-from trainables.data import load_splits
-from trainables.loop import fit
 from tuning import space
 from tuning.experiment import load_experiment
 
@@ -24,6 +19,13 @@ def train_one(source: str, overrides: list[str], sample_seed: int, output: str |
     point = space.sample_point(experiment.train, sample_seed)
     config = TrainConfig.model_validate(point)
     print("config:", json.dumps(config.model_dump(mode="json"), sort_keys=True), flush=True)
+    # torch only once the config is valid: a bad --set is refused without loading it.
+    import torch
+
+    from trainables.checkpoint import save_checkpoint
+    from trainables.data import load_splits
+    from trainables.loop import fit
+
     splits = load_splits(experiment.dataset)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from ray import tune
 
 from trainables.config import flatten
 from tuning.errors import describe_validation_error
@@ -173,6 +172,8 @@ def _short(value: Any, limit: int = 40) -> str:
 
 def to_param_space(tree: Any) -> Any:
     """The Tune param_space for `tree`: domains become `tune` sampling objects."""
+    from ray import tune  # here, not at the top: validating a config needs no Ray
+
     if is_domain(tree):
         kind, args = next(iter(tree.items()))
         if kind == "grid":

@@ -5,6 +5,9 @@ filesystems understand (s3://bucket/prefix/name, gs://..., file:///...), the sam
 storage Ray Tune writes to. On one machine any folder works. On a multi-node cluster
 every trial writes its checkpoints and logs under the same location, so it must be a
 bucket or a filesystem mounted at the same place on every node.
+
+pyarrow and Ray are imported inside the functions that use them, so that naming and
+checking a location (what preflight does before a sweep) stays light.
 """
 
 from __future__ import annotations
@@ -14,13 +17,12 @@ import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.fs as pafs
-import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from typing import TYPE_CHECKING
 
 from tuning.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 _CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders: checkpoint_000012
 
@@ -81,6 +83,9 @@ def resolve_location(location: str) -> str:
 
 
 def _fs(location: str) -> tuple[pafs.FileSystem, str]:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
     if not is_remote(location):
         return pafs.LocalFileSystem(), location
     try:
@@ -113,8 +118,10 @@ def write_bytes(location: str, name: str, data: bytes) -> None:
 
 def read_bytes(location: str, name: str) -> bytes | None:
     """The file's content, or None if it does not exist."""
+    from pyarrow.fs import FileType
+
     fs, root = _fs(location)
-    if fs.get_file_info(f"{root}/{name}").type != pafs.FileType.File:
+    if fs.get_file_info(f"{root}/{name}").type != FileType.File:
         return None
     with fs.open_input_stream(f"{root}/{name}") as stream:
         return bytes(stream.read())
@@ -126,13 +133,15 @@ def list_files(location: str) -> dict[str, int]:
     Raises:
         ConfigError: `location` is not a folder.
     """
+    from pyarrow.fs import FileSelector, FileType
+
     fs, root = _fs(location)
-    if fs.get_file_info(root).type != pafs.FileType.Directory:
+    if fs.get_file_info(root).type != FileType.Directory:
         raise ConfigError(f"{location!r} is not a folder; pass a sweep, <storage>/<name>")
     return {
         info.path[len(root) :].lstrip("/"): info.size or 0
-        for info in fs.get_file_info(pafs.FileSelector(root, recursive=True))
-        if info.type == pafs.FileType.File
+        for info in fs.get_file_info(FileSelector(root, recursive=True))
+        if info.type == FileType.File
     }
 
 
@@ -175,31 +184,37 @@ def _checkpoint_of(name: str) -> tuple[str, str | None]:
 
 def top_level_files(location: str) -> list[str]:
     """The names of the files directly in `location` (none if it is not a folder)."""
+    from pyarrow.fs import FileSelector, FileType
+
     fs, root = _fs(location)
     return [
         info.base_name
-        for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-        if info.type == pafs.FileType.File
+        for info in fs.get_file_info(FileSelector(root, allow_not_found=True))
+        if info.type == FileType.File
     ]
 
 
 def clear_except(location: str, keep: set[str]) -> None:
     """Delete everything directly under `location` but the files named in `keep`."""
+    from pyarrow.fs import FileSelector, FileType
+
     fs, root = _fs(location)
-    for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+    for info in fs.get_file_info(FileSelector(root, allow_not_found=True)):
         if info.base_name in keep:
             continue
-        if info.type == pafs.FileType.Directory:
+        if info.type == FileType.Directory:
             fs.delete_dir(info.path)
         else:
             fs.delete_file(info.path)
 
 
 def holds_anything(location: str) -> bool:
+    from pyarrow.fs import FileSelector, FileType
+
     fs, root = _fs(location)
-    if fs.get_file_info(root).type != pafs.FileType.Directory:
+    if fs.get_file_info(root).type != FileType.Directory:
         return False
-    return bool(fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)))
+    return bool(fs.get_file_info(FileSelector(root, allow_not_found=True)))
 
 
 def check_storage_is_shared(location: str) -> None:
@@ -209,9 +224,17 @@ def check_storage_is_shared(location: str) -> None:
     for it: a node that cannot see it would write its trials' results elsewhere. Bucket
     URIs are shared by nature.
     """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
     if len(nodes) <= 1 or is_remote(location):
         return
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:  # defined here: shipped to each node by value
+        return os.path.exists(path)
+
     experiment_dir = Path(location)
     experiment_dir.mkdir(parents=True, exist_ok=True)
     marker = experiment_dir / f".storage-check-{uuid.uuid4().hex}"
@@ -219,7 +242,7 @@ def check_storage_is_shared(location: str) -> None:
     try:
         seen = ray.get(
             [
-                _sees.options(
+                sees.options(
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
                 ).remote(str(marker))
                 for node in nodes
@@ -235,8 +258,3 @@ def check_storage_is_shared(location: str) -> None:
             "On a multi-node cluster give a bucket (s3://..., gs://...) or a path on storage "
             "mounted at the same place on every node (NFS, EFS, a shared volume)."
         )
-
-
-@ray.remote(num_cpus=0)
-def _sees(path: str) -> bool:
-    return os.path.exists(path)
