@@ -61,7 +61,7 @@ class SchedulerSnapshot(Callback):
         self._earlier = 0.0
         self._started = time.monotonic()
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, *args: Any, **info: Any) -> None:
         self._started = time.monotonic()
 
     def get_state(self) -> dict[str, Any]:
@@ -144,10 +144,14 @@ def forget_checkpoint(trial: Trial) -> None:
         trial.trial_id,
         trial.checkpoint.path if trial.checkpoint else None,
     )
-    trial.run_metadata.checkpoint_manager._latest_checkpoint_result = None
+    manager = trial.run_metadata.checkpoint_manager
+    if manager is not None:
+        manager._latest_checkpoint_result = None
 
 
 def _truncate_progress(trial: Trial, rows_kept: int) -> None:
+    if trial.storage is None:  # a trial Tune never set up has written nothing
+        return
     fs = trial.storage.storage_filesystem
     path = f"{trial.path}/{PROGRESS_FILE}"
     if fs.get_file_info(path).type != pafs.FileType.File:
@@ -177,9 +181,11 @@ def _truncate_progress(trial: Trial, rows_kept: int) -> None:
 
 def _delete_unknown_trial_folders(trials: list[Trial]) -> None:
     """Trial folders (those with a progress.csv) of trials the saved state does not hold."""
-    fs = trials[0].storage.storage_filesystem
-    experiment = trials[0].storage.experiment_fs_path
-    known = {trial.path.rstrip("/").rsplit("/", 1)[-1] for trial in trials}
+    storage = trials[0].storage
+    if storage is None or storage.experiment_fs_path is None:
+        return
+    fs, experiment = storage.storage_filesystem, storage.experiment_fs_path
+    known = {(trial.path or "").rstrip("/").rsplit("/", 1)[-1] for trial in trials}
     for info in fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True)):
         if info.type != pafs.FileType.Directory or info.base_name in known:
             continue

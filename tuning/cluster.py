@@ -296,7 +296,7 @@ def _ask_gcs(head: Head, deadline: _Deadline) -> BaseException | None:
     Ray's client waits about 40 s for a port that accepts connections but does not
     speak Ray's protocol; the thread is a daemon and ends by itself.
     """
-    from ray._raylet import GcsClient
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]  # Ray's own, untyped
 
     outcome: list[BaseException | None] = []
 
@@ -347,7 +347,7 @@ def _token_source() -> str:
 
 
 def _has_token() -> bool:
-    from ray._raylet import AuthenticationTokenLoader
+    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
 
     return bool(AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True))
 

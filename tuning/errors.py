@@ -42,7 +42,7 @@ def describe_validation_error(
     for index, item in enumerate(error.errors()):
         parts, target, branch = _walk(model, item["loc"])
         loc = ".".join([prefix, *parts] if prefix else parts) or "(top level)"
-        custom = explain(loc, item) if explain is not None else None
+        custom = explain(loc, dict(item)) if explain is not None else None
         if custom is not None:
             lines[custom] = [custom]
         elif item["type"] == "extra_forbidden":

@@ -177,7 +177,7 @@ def validate_experiment(raw: dict[str, Any]) -> Experiment:
 
 def _domain_outside_train(loc: str, item: dict[str, Any]) -> str | None:
     """A search domain where only one value is allowed (dataset, search, resources...)."""
-    value = item.get("input")
+    value: Any = item.get("input")
     if not space.is_domain(value):
         return None
     kind = next(iter(value))

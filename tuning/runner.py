@@ -112,6 +112,7 @@ def _start_sweep(
     gpu = _gpu_per_trial(experiment, splits.tuning, pretrained, location)
     tune_config = _tune_config(experiment, gpu)
     # Saves the scheduler with Tune's experiment state: Ray saves only the searcher.
+    assert tune_config.scheduler is not None  # _tune_config always builds one
     snapshot = SchedulerSnapshot(tune_config.scheduler)
     tuner = tune.Tuner(
         _trainable(experiment, splits.tuning, pretrained, gpu),
