@@ -281,17 +281,10 @@ def evaluate_feed(
     batch_size: int,
     compute: ComputeFormat,
 ) -> tuple[float, float]:
-    """`evaluate` on a split already placed by a trainer; sums stay on the device."""
-    model.eval()
-    loss_sum = torch.zeros((), device=compute.device)
-    correct = torch.zeros((), dtype=torch.long, device=compute.device)
-    with torch.no_grad():
-        for images, y in feed.in_order(batch_size):
-            with compute.autocast():
-                logits = model(compute.inputs(normalize(images))).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-    return float(loss_sum) / max(1, len(feed)), int(correct) / max(1, len(feed))
+    """`evaluate` on a split a trainer has already placed; the sums stay on the device."""
+    loss, predictions = _predict_feed(model, feed, normalize, batch_size, compute)
+    correct = int((predictions == feed.split.labels.to(predictions.device)).sum())
+    return loss, correct / max(1, len(feed))
 
 
 def predict_split(
@@ -301,20 +294,32 @@ def predict_split(
     batch_size: int,
     compute: ComputeFormat | None = None,
 ) -> tuple[float, torch.Tensor]:
-    """Mean cross-entropy on `split` and the predicted class of every example."""
+    """Mean cross-entropy on `split` and the predicted class of every example.
+
+    The split stays where it is; on a GPU its batches are staged through pinned buffers.
+    """
     compute = compute or ComputeFormat(torch.device("cpu"))
+    feed = BatchFeeder(split, compute.device, on_device=False, max_batch=batch_size)
+    return _predict_feed(model, feed, normalize, batch_size, compute)
+
+
+def _predict_feed(
+    model: nn.Module,
+    feed: BatchFeeder,
+    normalize: Normalizer,
+    batch_size: int,
+    compute: ComputeFormat,
+) -> tuple[float, torch.Tensor]:
     model.eval()
     loss_sum, predictions = torch.zeros((), device=compute.device), []
     with torch.no_grad():
-        for start in range(0, len(split), batch_size):
-            x = normalize(split.images[start : start + batch_size].to(compute.device))
-            y = split.labels[start : start + batch_size].to(compute.device)
+        for images, y in feed.in_order(batch_size):
             with compute.autocast():
-                logits = model(compute.inputs(x)).float()
+                logits = model(compute.inputs(normalize(images))).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             predictions.append(logits.argmax(1))
-    empty = torch.empty(0, dtype=torch.long)
-    return float(loss_sum) / max(1, len(split)), torch.cat(predictions) if predictions else empty
+    empty = torch.empty(0, dtype=torch.long, device=compute.device)
+    return float(loss_sum) / max(1, len(feed)), torch.cat(predictions) if predictions else empty
 
 
 def fit(

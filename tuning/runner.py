@@ -193,9 +193,9 @@ def _fit_and_summarize(
     # state, or when an earlier fit ended), and this one's.
     earlier = max(SchedulerSnapshot.earlier_seconds, _clock_seconds(final.location))
     wall_seconds = earlier + time.monotonic() - start
-    _write_whole(final.location, CLOCK_FILE, json.dumps({"tune_seconds": wall_seconds}) + "\n")
+    write_text(final.location, CLOCK_FILE, json.dumps({"tune_seconds": wall_seconds}) + "\n")
     summary = summarize(results, experiment, final, wall_seconds)
-    _write_whole(final.location, SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    write_text(final.location, SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return SweepOutcome(summary=summary, location=final.location)
 
 
@@ -206,20 +206,6 @@ def _clock_seconds(location: str) -> float:
         return float(json.loads(text)["tune_seconds"]) if text else 0.0
     except (ValueError, KeyError, TypeError):  # cut short by a crash: Tune's state counts
         return 0.0
-
-
-def _write_whole(location: str, name: str, text: str) -> None:
-    """Write a file that a crash leaves either absent or complete, never cut short.
-
-    A local file is written beside and renamed (atomic on POSIX); a bucket's object
-    appears only once its upload completes.
-    """
-    if is_remote(location):
-        write_text(location, name, text)
-        return
-    partial = Path(location, f".{name}.partial")
-    partial.write_text(text)
-    partial.replace(Path(location, name))
 
 
 def _tune_state_saved(location: str) -> bool:
@@ -244,7 +230,7 @@ def _raise_if_unfinished(results: tune.ResultGrid, experiment: Experiment, locat
     ended |= TrialsEndedThisRun.ended
     in_memory = (results[i] for i in range(len(results)))
     ended |= {result_trial_id(r) for r in in_memory if r.error is not None}
-    expected = experiment.search.resolved_num_samples * space.grid_size(experiment.train)
+    expected = experiment.num_trials
     if len(ended) < expected:
         raise SweepInterrupted(
             f"sweep interrupted with {len(ended)} of {expected} trials ended; its state is saved. "
@@ -264,9 +250,9 @@ def _gpu_per_trial(
     saved = read_text(location, GPU_SHARE_FILE)
     if saved is not None:
         return float(json.loads(saved)["gpu_per_trial"])
-    total_trials = experiment.search.resolved_num_samples * space.grid_size(experiment.train)
+    total = experiment.num_trials
     cpu_slots = _trials_that_fit(experiment.resources.cpu, 0.0)
-    trials_at_once = min(total_trials, experiment.search.max_concurrent or total_trials, cpu_slots)
+    trials_at_once = min(total, experiment.search.max_concurrent or total, cpu_slots)
     share = resolve_gpu_share(experiment.train, data, pretrained, trials_at_once)
     write_text(location, GPU_SHARE_FILE, json.dumps({"gpu_per_trial": share}) + "\n")
     return share

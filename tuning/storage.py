@@ -108,12 +108,21 @@ def read_text(location: str, name: str) -> str | None:
 
 
 def write_bytes(location: str, name: str, data: bytes) -> None:
-    """Write `<location>/<name>` (`name` may hold slashes), creating its folders."""
+    """Write `<location>/<name>` (`name` may hold slashes), creating its folders.
+
+    A crash leaves the file as it was or complete, never cut short: a local file is
+    written beside it and renamed into place (atomic on POSIX); a bucket's object
+    appears only once its upload completes.
+    """
     fs, root = _fs(location)
     path = f"{root}/{name}"
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as stream:
+    folder, base = path.rsplit("/", 1)
+    fs.create_dir(folder, recursive=True)
+    written = path if is_remote(location) else f"{folder}/.{base}.partial"
+    with fs.open_output_stream(written) as stream:
         stream.write(data)
+    if written != path:
+        fs.move(written, path)
 
 
 def read_bytes(location: str, name: str) -> bytes | None:
