@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
@@ -63,13 +64,29 @@ class FinalModel:
 
 
 def best_checkpoint_model(best: tune.Result, metric: str, mode: str) -> FinalModel:
-    """The best trial's best kept checkpoint (its latest if none was scored)."""
-    checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
+    """The best trial's best kept checkpoint (its latest if none was scored).
+
+    Tune lists every checkpoint a trial reported, also those tuning.retention deleted;
+    the best trial keeps its best, so the pick is among those still there.
+    """
+    kept = [
+        (checkpoint, metrics)
+        for checkpoint, metrics in best.best_checkpoints
+        if _exists(checkpoint) and isinstance(metrics.get(metric), int | float)
+    ]
+    pick = max if mode == "max" else min
+    checkpoint = pick(kept, key=lambda pair: pair[1][metric])[0] if kept else best.checkpoint
     if checkpoint is None:
         raise RuntimeError(f"the best trial {best.path} left no checkpoint to test")
     with checkpoint.as_directory() as directory:
         state = load_checkpoint(directory)
     return FinalModel("best_checkpoint", state, checkpoint.path, trained_on="train")
+
+
+def _exists(checkpoint: tune.Checkpoint) -> bool:
+    return bool(
+        checkpoint.filesystem.get_file_info(checkpoint.path).type == pafs.FileType.Directory
+    )
 
 
 def retrained_models(

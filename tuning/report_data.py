@@ -289,6 +289,8 @@ def _latest_state(trial: Trial) -> dict[str, Any] | None:
         return None
     try:
         return load_checkpoint(checkpoint.path)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:  # written right now
+    except FileNotFoundError:  # deleted: the trial cannot be the best (tuning.retention)
+        return None
+    except (ValueError, RuntimeError) as error:  # written right now
         logger.warning("report: skipping checkpoint %s: %s", checkpoint.path, error)
         return None

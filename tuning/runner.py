@@ -33,7 +33,9 @@ from tuning.cluster import connect
 from tuning.errors import ConfigError, SweepInterrupted
 from tuning.experiment import Experiment, validate_experiment
 from tuning.gpu_packing import resolve_gpu_share
+from tuning.progress import ProgressLine
 from tuning.results import SUMMARY_FILE, FinalContext, result_trial_id, summarize
+from tuning.retention import CheckpointRetention
 from tuning.searchers import build_searcher
 from tuning.storage import (
     check_storage_is_shared,
@@ -350,13 +352,23 @@ def _run_config(
     experiment: Experiment, location: str, callbacks: list[tune.Callback]
 ) -> tune.RunConfig:
     storage_path, name = location.rstrip("/").rsplit("/", 1)
+    metric, mode, keep = experiment.metric, experiment.resolved_mode, experiment.checkpoint.keep
+    pbt = experiment.scheduler.mutates_config
+    retention: list[tune.Callback] = []
+    if pbt:
+        # PBT hands trials each other's checkpoints: Ray's retention, which snapshots the
+        # experiment each time it deletes (cheap for a small population), and no warning
+        # about those snapshots at every perturbation.
+        os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
+    else:
+        retention = [CheckpointRetention(metric, mode, keep)]  # see tuning.retention
     return tune.RunConfig(
         name=name,
         storage_path=storage_path,
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=experiment.checkpoint.keep,
-            checkpoint_score_attribute=experiment.metric,
-            checkpoint_score_order=experiment.resolved_mode,
+            num_to_keep=keep if pbt else None,
+            checkpoint_score_attribute=metric,
+            checkpoint_score_order=mode,
         ),
         failure_config=tune.FailureConfig(max_failures=experiment.max_failures),
         stop=TrialEndedItself(),
@@ -366,15 +378,13 @@ def _run_config(
         callbacks=[
             CSVLoggerCallback(),  # progress.csv: one row per reported epoch
             TrialsEndedThisRun(),
-            TensorBoardLogger(
-                experiment.metric,
-                experiment.resolved_mode,
-                experiment.train,
-                config_can_change=experiment.scheduler.mutates_config,
-            ),
+            TensorBoardLogger(metric, mode, experiment.train, config_can_change=pbt),
+            *retention,
+            # Ray's own output prints a table for every trial that starts; one line instead.
+            ProgressLine(metric, mode),
             *callbacks,
         ],
-        verbose=1,
+        verbose=0,
     )
 
 

@@ -29,7 +29,8 @@ SWEEP = {
         "epochs": EPOCHS,
         "model": {"name": "cnn", "depth": 2, "width": 16},
         "optimizer": {"name": "adam", "lr": {"loguniform": [1.0e-3, 1.0e-2]}},
-        "batch_size": {"choice": [16, 32]},
+        # Small batches: epochs long enough (~1 s) for Ctrl-C to land mid-sweep.
+        "batch_size": {"choice": [4, 8]},
     },
     "search": {"algorithm": "random", "num_samples": 6, "max_concurrent": 1, "seed": 0},
     "scheduler": {"name": "fifo"},
@@ -73,7 +74,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, l
         if last_epochs.count(EPOCHS) >= 2:
             break
         assert time.monotonic() < deadline, "no trial finished in time"
-        time.sleep(0.5)
+        time.sleep(0.1)
     listening = listening_addresses(run.pid)
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=120)

@@ -231,3 +231,27 @@ def test_report_and_export_read_a_sweep_by_its_uri(uri_sweep, tmp_path, monkeypa
     weights = torch.load(model / WEIGHTS_FILE, weights_only=True)
     assert weights.keys() == state["model"].keys()
     assert all(torch.equal(weights[k], state["model"][k]) for k in weights)
+
+
+def test_asha_sweep_keeps_checkpoints_only_where_they_pay(asha_sweep):
+    """tuning.retention: only the trial(s) that can be the best keep checkpoints, and those
+    keep their best (`checkpoint.keep: 1`) and their latest."""
+    summary = asha_sweep.summary
+    best_value = summary["best"]["val_acc"]
+    holders = {}
+    for trial_dir in trial_dirs(asha_sweep.experiment_dir):
+        kept = sorted(trial_dir.glob("checkpoint_*"))
+        if kept:
+            holders[trial_dir.name.removeprefix("trial_")] = kept
+    record = {t["trial_id"]: t for t in summary["trials"]}
+    assert summary["best"]["trial_id"] in holders
+    assert all(record[trial_id]["best"] == best_value for trial_id in holders)
+    for kept in holders.values():
+        epochs = [load_checkpoint(path)["epoch"] for path in kept]
+        assert 1 <= len(kept) <= 2, epochs
+    best_kept = holders[summary["best"]["trial_id"]]
+    best_epochs = {load_checkpoint(path)["epoch"] for path in best_kept}
+    best = summary["best"]
+    # Every epoch is checkpointed (every_epochs: 1), so the best epoch's is the one tested.
+    assert best["checkpoint_epoch"] == best["best_epoch"] and best["best_epoch"] in best_epochs
+    assert best["epochs"] in best_epochs  # and the latest

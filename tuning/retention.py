@@ -1,0 +1,157 @@
+"""Which checkpoints a sweep keeps: what resume, the schedulers and the final model need.
+
+Ray's own retention, `CheckpointConfig(num_to_keep=k)`, deletes a trial's older
+checkpoints itself, and forces a snapshot of the whole experiment state (which grows with
+the number of trials) whenever a trial has checkpointed k times since the last one: with
+short trials that is nearly every checkpoint, so each trial costs more the larger the
+sweep, and Ray warns about it each time. cnn-tune keeps retention out of Ray
+(`num_to_keep=None`, so snapshots come at Ray's own pace) and deletes here instead:
+
+- a running (or paused) trial keeps its latest checkpoint, which resume, HyperBand's
+  pauses and restarts after a failure continue from, and its `keep` best by the metric,
+  from which the final model may come;
+- an ended trial keeps those while it can still be the sweep's best trial; once another
+  ended trial scores strictly better, or it diverged or could not fit in memory, its
+  checkpoints go. An errored trial keeps its latest: `cnn-tune resume` retries it.
+
+A checkpoint is deleted only at the second experiment snapshot after it stopped being
+needed, so the state Tune saved by then names newer ones; a kill that still finds a
+deleted one named is handled by schedulers.snapshot (that trial trains from epoch 1).
+
+PBT is the exception: it hands trials each other's checkpoints, so its sweeps keep Ray's
+own retention (a population is small, so its snapshots are cheap).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray import tune
+
+from trainables import metrics as m
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Kept:
+    """One checkpoint of a trial, with the trial's metric at the epoch it was saved."""
+
+    checkpoint: tune.Checkpoint
+    score: float  # the metric, sign-flipped for mode=min: higher is better; -inf if unusable
+    order: int  # the how-manyth checkpoint of its trial: ties go to the earlier one
+
+
+@dataclass
+class _TrialCheckpoints:
+    kept: list[_Kept] = field(default_factory=list)
+    best: float = -math.inf  # the trial's best score over every result, checkpointed or not
+
+
+class CheckpointRetention(tune.Callback):
+    """Deletes the checkpoints a sweep can no longer need (see the module docstring)."""
+
+    def __init__(self, metric: str, mode: str, keep: int) -> None:
+        self._metric = metric
+        self._sign = 1.0 if mode == "max" else -1.0
+        self._keep = keep
+        self._trials: dict[str, _TrialCheckpoints] = {}  # running or paused trials
+        # Ended trials that may still be the best: those tied with the best ended score.
+        self._contenders: dict[str, _TrialCheckpoints] = {}
+        self._unneeded: list[tune.Checkpoint] = []  # since the last experiment snapshot
+        self._to_delete: list[tune.Checkpoint] = []  # before it: deleted at the next one
+
+    # ------------------------------------------------------------------ Tune's hooks
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        record = self._trials.setdefault(trial.trial_id, _TrialCheckpoints())
+        record.best = max(record.best, self._score(result))
+
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: tune.Checkpoint, **info: Any
+    ) -> None:
+        record = self._trials.setdefault(trial.trial_id, _TrialCheckpoints())
+        if any(kept.checkpoint.path == checkpoint.path for kept in record.kept):
+            return  # a pause saves the checkpoint the trial last reported again
+        # Tune updates the trial's last result before it registers that result's checkpoint.
+        score = self._score(trial.last_result)
+        record.kept.append(_Kept(checkpoint, score, len(record.kept)))
+        keep = set(map(id, best_first(record.kept[:-1])[: self._keep]))
+        keep.add(id(record.kept[-1]))  # the latest
+        self._let_go(record, [kept for kept in record.kept if id(kept) not in keep])
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = self._trials.pop(trial.trial_id, None)
+        if record is None:
+            return
+        last = trial.last_result
+        if last.get(m.DIVERGED) or last.get(m.INFEASIBLE) or record.best == -math.inf:
+            self._let_go(record, list(record.kept))  # never the best trial
+            return
+        top = max((other.best for other in self._contenders.values()), default=-math.inf)
+        if record.best < top:
+            self._let_go(record, list(record.kept))
+            return
+        for trial_id, other in list(self._contenders.items()):
+            if other.best < record.best:
+                self._let_go(other, list(other.kept))
+                del self._contenders[trial_id]
+        self._contenders[trial.trial_id] = record
+
+    def get_state(self) -> dict[str, Any]:
+        # Tune calls this as it snapshots the experiment: what stopped being needed before
+        # the previous snapshot is named by neither, so it goes now.
+        self._delete(self._to_delete)
+        self._to_delete, self._unneeded = self._unneeded, []
+        return {
+            "trials": self._trials,
+            "contenders": self._contenders,
+            "to_delete": self._to_delete,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._trials = state["trials"]
+        self._contenders = state["contenders"]
+        self._to_delete = state["to_delete"]
+        self._unneeded = []
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Every trial has ended: nothing unneeded can be restored from any more.
+        self._delete(self._to_delete + self._unneeded)
+        self._to_delete, self._unneeded = [], []
+
+    # ------------------------------------------------------------------ helpers
+
+    def _score(self, result: dict[str, Any]) -> float:
+        value = result.get(self._metric)
+        if result.get(m.DIVERGED) or result.get(m.INFEASIBLE):
+            return -math.inf
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return -math.inf
+        return self._sign * float(value)
+
+    def _let_go(self, record: _TrialCheckpoints, unneeded: list[_Kept]) -> None:
+        for kept in unneeded:
+            record.kept.remove(kept)
+            self._unneeded.append(kept.checkpoint)
+
+    @staticmethod
+    def _delete(checkpoints: list[tune.Checkpoint]) -> None:
+        for checkpoint in checkpoints:
+            try:
+                checkpoint.filesystem.delete_dir(checkpoint.path)
+            except FileNotFoundError:
+                pass
+            except OSError as error:  # a full or read-only store must not end the sweep
+                logger.warning("could not delete checkpoint %s: %s", checkpoint.path, error)
+
+
+def best_first(kept: list[_Kept]) -> list[_Kept]:
+    """Highest score first; among equal scores, the earlier checkpoint first (as Ray's
+    `Result.get_best_checkpoint` picks)."""
+    return sorted(kept, key=lambda k: (-k.score, k.order))
