@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -158,10 +159,12 @@ def run_cnn_tune(trials: int, epochs: int, parallel: int, storage: Path) -> None
 
 
 def child(way: str, trials: int, epochs: int, parallel: int, storage: Path, out: Path) -> None:
-    """Run one way in this process and write the driver's peak memory to `out`."""
+    """Run one way in this process; write the driver's peak memory and CPU time to `out`."""
     runner = {"pool": run_pool, "bare-ray": run_bare_ray, "cnn-tune": run_cnn_tune}[way]
     runner(trials, epochs, parallel, storage)
-    out.write_text(json.dumps({"peak_rss_bytes": _peak_rss_bytes()}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    driver = {"peak_rss_bytes": _peak_rss_bytes(), "driver_cpu_s": usage.ru_utime + usage.ru_stime}
+    out.write_text(json.dumps(driver))
 
 
 def _peak_rss_bytes() -> int:
@@ -173,9 +176,11 @@ def _peak_rss_bytes() -> int:
 
 # ---------------------------------------------------------------- measuring (parent)
 
-# Lines of Ray's progress output: its status tables and their headers.
+# Progress output, not log lines: Ray's status tables and their headers, and the status
+# line cnn-tune prints instead of them (tuning.progress).
 _PROGRESS = re.compile(
-    r"^\s*$|^[╭╰│├─┌└┐┘┤┬┴┼\s]|^(Trial status|Current time|Logical resource|Current best"
+    r"^\s*$|^[╭╰│├─┌└┐┘┤┬┴┼\s]|^\[\s*[\dhm]+s\] \d+/\d+ trials ended"
+    r"|^(Trial status|Current time|Logical resource|Current best"
     r"|Trial name|View detailed|To visualize|Configuration for experiment|Search algorithm"
     r"|Scheduler|Number of trials|Training started|Training finished|Training completed)"
 )
@@ -206,7 +211,7 @@ def measure(way: str, trials: int, epochs: int, parallel: int, scratch: Path) ->
         row["log_lines"] -= _summary_lines(output)
         row["report_s"] = _timed([str(REPO / ".venv/bin/cnn-tune"), "report", str(sweep)])
         row["tensorboard_load_s"] = _tensorboard_load_seconds(sweep)
-    time.sleep(3)  # let Ray's processes exit before the next timed run
+    time.sleep(1)  # let Ray's processes exit before the next timed run
     return row
 
 

@@ -67,7 +67,8 @@ def test_submit_refuses_bad_input_before_contacting_any_cluster(capsys):
 
 
 @pytest.mark.parametrize(
-    "name", ["bench_overhead", "bench_schedulers", "gpu_check", "bench_final", "chaos"]
+    "name",
+    ["bench_overhead", "bench_schedulers", "gpu_check", "bench_final", "chaos", "bench_scale"],
 )
 def test_benchmark_scripts_import_without_side_effects(name):
     assert callable(load(name).main)
@@ -147,6 +148,25 @@ def test_gpu_bundle_unpacks_a_wheel_with_its_modes_and_without_dropped_files(tmp
     assert (tmp_path / "site/ray/core/src/ray/raylet/raylet").stat().st_mode & 0o777 == 0o755
     assert selection.dropped_bytes == {"ray/jars/*": 1000}
     assert selection.kept_bytes == len(b"\x7fELF") + len("VERSION = 1\n")
+
+
+@pytest.mark.integration
+def test_bench_scale_quick_runs_the_three_ways_and_cnn_tune_logs_a_handful_of_lines(tmp_path):
+    code = load("bench_scale").main(["--quick", "--out", str(tmp_path)])
+
+    report = json.loads((tmp_path / "scale.json").read_text())
+    rows = {(row["way"], row["trials"]): row for row in report["rows"]}
+    assert code == 0 and set(rows) == {
+        (way, n) for way in ("pool", "bare-ray", "cnn-tune") for n in (4, 8)
+    }
+    for n in (4, 8):
+        ours = rows[("cnn-tune", n)]
+        # Beyond the progress output: the data, Ray starting, the test evaluation.
+        assert ours["log_lines"] <= 8, ours
+        assert ours["storage_bytes"] > 0 and ours["peak_rss_bytes"] > 0
+        assert ours["report_s"] > 0 and ours["tensorboard_load_s"] > 0
+    assert "marginal_s_per_trial" in rows[("cnn-tune", 8)]
+    assert (tmp_path / "scale.png").stat().st_size > 10_000
 
 
 @pytest.mark.integration

@@ -27,8 +27,9 @@ PRINT_EVERY_S = 20.0
 class ProgressLine(tune.Callback):
     """Prints the sweep's status line: trials ended, running and pending, and the best."""
 
-    def __init__(self, metric: str, mode: str, every_s: float = PRINT_EVERY_S) -> None:
+    def __init__(self, metric: str, mode: str, total: int, every_s: float = PRINT_EVERY_S) -> None:
         self._metric = metric
+        self._total = total  # trials in the sweep; Tune creates them as slots free up
         self._sign = 1.0 if mode == "max" else -1.0
         self._every_s = every_s
         self._best: tuple[float, str, int] | None = None  # (value, trial id, epoch)
@@ -71,18 +72,20 @@ class ProgressLine(tune.Callback):
         for trial in trials:
             counts[trial.status] = counts.get(trial.status, 0) + 1
         ended = counts.get("TERMINATED", 0) + counts.get("ERROR", 0)
+        total = max(self._total, len(trials))
+        pending = counts.get("PENDING", 0) + total - len(trials)
         notes = []
         if self._stopped_early:
             notes.append(f"{len(self._stopped_early)} stopped early")
         if counts.get("ERROR"):
             notes.append(f"{counts['ERROR']} errored")
-        text = f"[{_clock(now - self._start)}] {ended}/{len(trials)} trials ended"
+        text = f"[{_clock(now - self._start)}] {ended}/{total} trials ended"
         if notes:
             text += f" ({', '.join(notes)})"
         text += f", {counts.get('RUNNING', 0)} running"
         if counts.get("PAUSED"):
             text += f", {counts['PAUSED']} paused"
-        text += f", {counts.get('PENDING', 0)} pending"
+        text += f", {pending} pending"
         if self._best is not None:
             value, trial_id, epoch = self._best
             text += f"; best {self._metric} {value:.4g} (trial_{trial_id}, epoch {epoch})"

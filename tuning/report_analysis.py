@@ -1,4 +1,5 @@
-"""The report's arithmetic: scheduler rungs, tuned parameters as columns, importance.
+"""The report's arithmetic: scheduler rungs, tuned parameters as columns, importance,
+learning-curve bands.
 
 No plotting here, so each piece can be tested on plain numbers.
 """
@@ -18,6 +19,40 @@ MIN_TRIALS_FOR_IMPORTANCE = 8  # fewer scored trials and a forest's importances 
 # Schedulers that stop trials by comparing them (PBT-style ones: settings.mutates_config).
 STOPPING_SCHEDULERS = ("asha", "hyperband", "median")
 SCHEDULER_STOP = "stopped_early"  # classify_status's name for a trial the scheduler stopped
+# Above this many trials, learning curves are drawn as a band and the best few trials,
+# not as one line per trial (a thousand overlapping lines say nothing).
+CURVES_ONE_BY_ONE = 40
+CURVES_TOP_DRAWN = 5
+
+
+@dataclass(frozen=True)
+class CurveBand:
+    """Per epoch, over the trials that reached it: the quartiles of one metric."""
+
+    epochs: list[int]
+    low: list[float]  # 25th percentile
+    median: list[float]
+    high: list[float]  # 75th percentile
+    trials: list[int]  # how many trials reported that epoch
+
+
+def curve_band(series: Sequence[tuple[Sequence[int], Sequence[float]]]) -> CurveBand | None:
+    """The quartiles per epoch of `series`, one (epochs, values) pair per trial."""
+    by_epoch: dict[int, list[float]] = {}
+    for epochs, values in series:
+        for epoch, value in zip(epochs, values, strict=True):
+            by_epoch.setdefault(int(epoch), []).append(float(value))
+    if not by_epoch:
+        return None
+    epochs = sorted(by_epoch)
+    quartiles = [np.percentile(by_epoch[e], [25, 50, 75]) for e in epochs]
+    return CurveBand(
+        epochs=epochs,
+        low=[float(q[0]) for q in quartiles],
+        median=[float(q[1]) for q in quartiles],
+        high=[float(q[2]) for q in quartiles],
+        trials=[len(by_epoch[e]) for e in epochs],
+    )
 
 
 def asha_milestones(

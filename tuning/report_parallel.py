@@ -84,8 +84,9 @@ def _draw_trials(
         [list(enumerate(heights[:, k])) for k in order],
         cmap=cmap,
         norm=norm,
-        linewidths=1.3,
-        alpha=0.85,
+        # Many trials: thinner, fainter lines, so where they crowd shows as density.
+        linewidths=1.3 if len(values) <= 100 else 0.6,
+        alpha=0.85 if len(values) <= 100 else max(0.15, 0.85 * 100 / len(values)),
         zorder=2,
     )
     lines.set_array(np.asarray(values)[order])

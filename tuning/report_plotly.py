@@ -15,7 +15,14 @@ from plotly.subplots import make_subplots
 
 from trainables import metrics as m
 from tuning.history import finite_series
-from tuning.report_analysis import Column, parallel_axis
+from tuning.report_analysis import (
+    CURVES_ONE_BY_ONE,
+    CURVES_TOP_DRAWN,
+    Column,
+    CurveBand,
+    curve_band,
+    parallel_axis,
+)
 from tuning.report_data import (
     STATUS_LABELS,
     SweepView,
@@ -59,15 +66,22 @@ def fragment(figure: go.Figure, div_id: str, height_px: int = 460) -> str:
 
 
 def curves_chart(view: SweepView) -> go.Figure | None:
-    """val_acc and val_loss per epoch for every trial; click a legend entry to hide one."""
+    """val_acc and val_loss per epoch for every trial (click a legend entry to hide one);
+    for a large sweep, the quartile band over all trials and the best few trials."""
     trials = [t for t in view.trials if t.history]
     if not trials:
         return None
     figure = make_subplots(
         rows=1, cols=2, subplot_titles=("validation accuracy", "validation loss")
     )
+    summarised = len(trials) > CURVES_ONE_BY_ONE
+    if summarised:
+        for col, key in ((1, m.VAL_ACC), (2, m.VAL_LOSS)):
+            band = curve_band([finite_series(t.history, key) for t in trials])
+            for trace in _band_traces(band, len(trials), showlegend=col == 1):
+                figure.add_trace(trace, row=1, col=col)
     best = view.best
-    for trial in trials:
+    for trial in trials[:CURVES_TOP_DRAWN] if summarised else trials:
         is_best = best is not None and trial.trial_id == best.trial_id
         for col, key in ((1, m.VAL_ACC), (2, m.VAL_LOSS)):
             epochs, values = finite_series(trial.history, key)
@@ -93,6 +107,40 @@ def curves_chart(view: SweepView) -> go.Figure | None:
     figure.update_yaxes(title_text=m.VAL_LOSS, type="log", row=1, col=2)
     figure.update_layout(margin={"t": 40, "b": 40}, legend={"title": {"text": "trial"}})
     return figure
+
+
+def _band_traces(band: CurveBand | None, count: int, showlegend: bool) -> list[go.Scatter]:
+    """The interquartile range (a filled band) and the median of `count` trials."""
+    if band is None:
+        return []
+    name = f"all {count} trials"
+    hover = [
+        f"epoch {e}: median %{{y:.4f}}, quartiles {lo:.4f} to {hi:.4f} ({n} trials)<extra></extra>"
+        for e, lo, hi, n in zip(band.epochs, band.low, band.high, band.trials, strict=True)
+    ]
+    return [
+        go.Scatter(
+            x=band.epochs + band.epochs[::-1],
+            y=band.high + band.low[::-1],
+            fill="toself",
+            fillcolor="rgba(128,128,128,0.25)",
+            line={"width": 0},
+            hoverinfo="skip",
+            name=f"{name}: 25-75%",
+            legendgroup="band",
+            showlegend=showlegend,
+        ),
+        go.Scatter(
+            x=band.epochs,
+            y=band.median,
+            mode="lines",
+            line={"color": "grey", "dash": "dash"},
+            name=f"{name}: median",
+            legendgroup="band",
+            showlegend=showlegend,
+            hovertemplate=hover,
+        ),
+    ]
 
 
 def lr_batch_chart(view: SweepView) -> go.Figure | None:

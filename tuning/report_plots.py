@@ -20,7 +20,13 @@ from matplotlib.ticker import LogFormatterSciNotation, NullLocator
 
 from trainables import metrics as m
 from tuning.history import finite_series, is_finite
-from tuning.report_analysis import Importance
+from tuning.report_analysis import (
+    CURVES_ONE_BY_ONE,
+    CURVES_TOP_DRAWN,
+    CurveBand,
+    Importance,
+    curve_band,
+)
 from tuning.report_data import (
     STATUS_LABELS,
     SweepView,
@@ -51,15 +57,21 @@ def png_bytes(figure: Figure) -> bytes:
 
 
 def learning_curves_figure(view: SweepView, milestones: Sequence[int]) -> Figure | None:
-    """val_acc and val_loss against epoch for every trial, each end marked by its status."""
+    """val_acc and val_loss against epoch, each end marked by its status: every trial, or
+    for a large sweep the quartile band over all trials and the best few trials."""
     trials = [t for t in view.trials if t.history]
     if not trials:
         return None
     figure = Figure(figsize=(12, 4.8))
     axes = figure.subplots(1, 2)
     best = view.best
-    colours = _trial_colours(len(trials))
-    for trial, colour in zip(trials, colours, strict=True):
+    summarised = len(trials) > CURVES_ONE_BY_ONE
+    drawn = trials[:CURVES_TOP_DRAWN] if summarised else trials  # the leaderboard's top
+    if summarised:
+        for ax, key in zip(axes, (m.VAL_ACC, m.VAL_LOSS), strict=True):
+            _draw_band(ax, curve_band([finite_series(t.history, key) for t in trials]))
+    colours = _trial_colours(len(drawn))
+    for trial, colour in zip(drawn, colours, strict=True):
         is_best = best is not None and trial.trial_id == best.trial_id
         for ax, key in zip(axes, (m.VAL_ACC, m.VAL_LOSS), strict=True):
             epochs, values = finite_series(trial.history, key)
@@ -78,15 +90,23 @@ def learning_curves_figure(view: SweepView, milestones: Sequence[int]) -> Figure
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-    axes[0].set_title("validation accuracy")
+    scope = f" ({len(trials)} trials: quartiles, and the best {len(drawn)})" if summarised else ""
+    axes[0].set_title(f"validation accuracy{scope}")
     axes[1].set_title("validation loss")
     if _spans_a_decade(trials, m.VAL_LOSS):
         axes[1].set_yscale("log")
-    figure.legend(handles=_status_handles(trials), loc="lower center", ncol=6, frameon=False)
-    if len(trials) <= 16:
+    figure.legend(handles=_status_handles(drawn), loc="lower center", ncol=6, frameon=False)
+    if len(drawn) <= 16:
         axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="trial")
     figure.subplots_adjust(bottom=0.2)
     return figure
+
+
+def _draw_band(ax: Axes, band: CurveBand | None) -> None:
+    if band is None:
+        return
+    ax.fill_between(band.epochs, band.low, band.high, color="grey", alpha=0.25, lw=0, zorder=1)
+    ax.plot(band.epochs, band.median, color="grey", lw=1.5, ls="--", zorder=1, label="median")
 
 
 def lr_batch_figure(view: SweepView) -> Figure | None:

@@ -227,12 +227,13 @@ def _raise_if_unfinished(results: tune.ResultGrid, experiment: Experiment, locat
     paused as it finished as paused. Nor are the trials in memory: after Ctrl-C Tune
     marks them all terminated.
     """
-    saved = tune.ExperimentAnalysis(location).trials
-    ended = {trial.trial_id for trial in saved if trial.status in ("TERMINATED", "ERROR")}
-    ended |= TrialsEndedThisRun.ended
+    expected = experiment.num_trials
+    ended = set(TrialsEndedThisRun.ended)
     in_memory = (results[i] for i in range(len(results)))
     ended |= {result_trial_id(r) for r in in_memory if r.error is not None}
-    expected = experiment.num_trials
+    if len(ended) < expected:  # trials ended by earlier runs: read the saved state (slow)
+        saved = tune.ExperimentAnalysis(location).trials
+        ended |= {trial.trial_id for trial in saved if trial.status in ("TERMINATED", "ERROR")}
     if len(ended) < expected:
         raise SweepInterrupted(
             f"sweep interrupted with {len(ended)} of {expected} trials ended; its state is saved. "
@@ -381,7 +382,7 @@ def _run_config(
             TensorBoardLogger(metric, mode, experiment.train, config_can_change=pbt),
             *retention,
             # Ray's own output prints a table for every trial that starts; one line instead.
-            ProgressLine(metric, mode),
+            ProgressLine(metric, mode, experiment.num_trials),
             *callbacks,
         ],
         verbose=0,

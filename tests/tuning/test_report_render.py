@@ -295,3 +295,51 @@ def test_test_section_lists_every_retrained_seed_and_their_spread(view):
     assert "<td>retrain_seed1</td><td>1</td><td>6</td><td>train+val</td><td>0.92</td>" in html
     assert "Over 2 seeds: std 0.0283" in html
     assert "<td>evaluations</td><td>2</td>" in html
+
+
+def test_learning_curves_of_a_large_sweep_are_a_band_and_the_best_few(view):
+    from tuning.report_analysis import CURVES_TOP_DRAWN
+    from tuning.report_plotly import curves_chart
+    from tuning.report_plots import learning_curves_figure
+
+    rng = np.random.default_rng(0)
+    many = [
+        trial(
+            f"t{i:03d}",
+            "completed",
+            history(list(np.sort(rng.uniform(0.1, 0.95, 4)))),
+            adam(1e-3, 64),
+        )
+        for i in range(300)
+    ]
+    ranked = rank_trials(many, "max")
+    large = SweepView(view.directory, view.experiment, ranked, [], None)
+
+    figure = learning_curves_figure(large, [])
+    accuracy_axes = figure.axes[0]
+    # The band (one PolyCollection) and the median, then one line per drawn trial.
+    trial_lines = [line for line in accuracy_axes.get_lines() if line.get_label().startswith("t")]
+    assert {line.get_label().removesuffix(" (best)") for line in trial_lines} == {
+        t.trial_id for t in ranked[:CURVES_TOP_DRAWN]
+    }
+    assert len(accuracy_axes.collections) == 1
+    assert "300 trials" in accuracy_axes.get_title()
+
+    chart = curves_chart(large)
+    names = {trace.name for trace in chart.data}
+    assert names == {t.trial_id for t in ranked[:CURVES_TOP_DRAWN]} | {
+        "all 300 trials: 25-75%",
+        "all 300 trials: median",
+    }
+
+
+def test_curve_band_gives_the_quartiles_per_epoch_over_the_trials_that_reached_it():
+    from tuning.report_analysis import curve_band
+
+    band = curve_band([([1, 2], [0.1, 0.5]), ([1, 2, 3], [0.3, 0.7, 0.9]), ([1], [0.2])])
+    assert band is not None
+    assert band.epochs == [1, 2, 3] and band.trials == [3, 2, 1]
+    assert band.median == pytest.approx([0.2, 0.6, 0.9])
+    assert band.low == pytest.approx([0.15, 0.55, 0.9])
+    assert band.high == pytest.approx([0.25, 0.65, 0.9])
+    assert curve_band([]) is None
