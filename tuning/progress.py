@@ -37,7 +37,7 @@ class ProgressLine(tune.Callback):
         self._start = time.monotonic()
         self._last_print = self._start
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, *args: Any, **info: Any) -> None:
         # Also on resume, where Tune unpickles this callback: time counts from now.
         self._start = self._last_print = time.monotonic()
 

@@ -36,7 +36,7 @@ class CurveBand:
     trials: list[int]  # how many trials reported that epoch
 
 
-def curve_band(series: Sequence[tuple[Sequence[int], Sequence[float]]]) -> CurveBand | None:
+def curve_band(series: Sequence[tuple[Sequence[float], Sequence[float]]]) -> CurveBand | None:
     """The quartiles per epoch of `series`, one (epochs, values) pair per trial."""
     by_epoch: dict[int, list[float]] = {}
     for epochs, values in series:
@@ -44,14 +44,14 @@ def curve_band(series: Sequence[tuple[Sequence[int], Sequence[float]]]) -> Curve
             by_epoch.setdefault(int(epoch), []).append(float(value))
     if not by_epoch:
         return None
-    epochs = sorted(by_epoch)
-    quartiles = [np.percentile(by_epoch[e], [25, 50, 75]) for e in epochs]
+    reached = sorted(by_epoch)
+    quartiles = [np.percentile(by_epoch[e], [25, 50, 75]) for e in reached]
     return CurveBand(
-        epochs=epochs,
+        epochs=reached,
         low=[float(q[0]) for q in quartiles],
         median=[float(q[1]) for q in quartiles],
         high=[float(q[2]) for q in quartiles],
-        trials=[len(by_epoch[e]) for e in epochs],
+        trials=[len(by_epoch[e]) for e in reached],
     )
 
 

@@ -184,6 +184,7 @@ def test_section(view: SweepView, per_class_image: Image | None) -> str:
             f"{_fmt(spread['min'])}, max {_fmt(spread['max'])} (training randomness)."
         )
     html = "<h2>Test result</h2>" + "".join(f"<p>{line}</p>" for line in lines)
+    html += _reevaluation_html(summary.get("reevaluation"), view.metric)
     html += _final_models_table(test.get("models") or [])
     per_class = test.get("per_class_accuracy") or {}
     if per_class:
@@ -204,6 +205,31 @@ _KNOWN_TEST_KEYS = {
     "seed_spread",
 }
 _MODEL_COLUMNS = ("name", "seed", "epochs", "trained_on", "accuracy", "loss", "diverged")
+
+
+def _reevaluation_html(section: Mapping[str, Any] | None, metric: str) -> str:
+    """The top configurations trained again: each run's score, their mean and spread."""
+    if not section:
+        return ""
+    candidates = section.get("candidates") or []
+    intro = (
+        f"<p>Chosen by reevaluation: the {len(candidates)} best configurations trained "
+        f"{escape(_fmt(section.get('seeds')))} more times each, before the test split was "
+        f"used; the best mean {escape(metric)} of the new runs won.</p>"
+    )
+    rows = [
+        [
+            _fmt(c.get("trial_id")),
+            _fmt(c.get("tuned")),
+            ", ".join(_fmt(score) for score in c.get("scores") or []),
+            _fmt(c.get("mean")),
+            _fmt(c.get("std")),
+            "chosen" if c.get("trial_id") == section.get("chosen") else "",
+        ]
+        for c in candidates
+    ]
+    headers = ["trial", f"tuned {metric}", "new runs", "mean", "std", ""]
+    return intro + _table(headers, rows)
 
 
 def _final_model_text(final: Mapping[str, Any] | None, best: Mapping[str, Any]) -> str:

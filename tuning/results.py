@@ -35,6 +35,7 @@ from tuning.final import (
     test_summary,
 )
 from tuning.history import best_epoch_of, epoch_rows
+from tuning.reevaluate import pick, reevaluate, top_trials
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ def summarize(
             f"no trial can be tested: of {len(trials)}, {dict(statuses)}; see the trial "
             f"errors above, or widen the search space if every trial diverged"
         )
+    reevaluation = None
+    if experiment.final.reevaluate is not None:
+        best_record, reevaluation = _reevaluated_best(trials, by_id, experiment, final)
     best = by_id[best_record["trial_id"]]
     best_config = TrainConfig.model_validate(best.config).model_dump(mode="json")
     checkpoint_model = best_checkpoint_model(best, metric, mode)
@@ -123,6 +127,7 @@ def summarize(
             "models": [model.describe() for model in models],
         },
         "test": test,
+        **({"reevaluation": reevaluation} if reevaluation is not None else {}),
         "compute": _compute(trials),
         "wall_seconds": round(wall_seconds, 2),
         "trials": trials,
@@ -130,8 +135,38 @@ def summarize(
     }
 
 
+def _eligible(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [t for t in trials if t["status"] in _ELIGIBLE and t["best"] is not None]
+
+
+def _reevaluated_best(
+    trials: list[dict[str, Any]],
+    by_id: dict[str, tune.Result],
+    experiment: Experiment,
+    final: FinalContext,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The winner by mean validation score over new seeds (tuning.reevaluate)."""
+    settings = experiment.final.reevaluate
+    assert settings is not None
+    mode = experiment.resolved_mode
+    top = top_trials(_eligible(trials), settings.top_k, mode)
+    configs = {r["trial_id"]: dict(by_id[r["trial_id"]].config or {}) for r in top}
+    candidates = reevaluate(
+        experiment, top, configs, final.splits.tuning, final.location, final.gpu, final.pretrained
+    )
+    chosen = pick(candidates, mode)
+    section = {
+        "top_k": settings.top_k,
+        "seeds": settings.seeds,
+        "candidates": [c.describe(mode) for c in candidates],
+        "chosen": chosen.trial_id,
+        "changed_pick": chosen.trial_id != top[0]["trial_id"],
+    }
+    return next(t for t in trials if t["trial_id"] == chosen.trial_id), section
+
+
 def _best_trial(trials: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
-    eligible = [t for t in trials if t["status"] in _ELIGIBLE and t["best"] is not None]
+    eligible = _eligible(trials)
     if not eligible:
         return None
     pick = max if mode == "max" else min
@@ -256,6 +291,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"Diagnosis of the best trial: {diagnosis['verdict']}")
     lines += [f"  because {reason}" for reason in diagnosis["reasons"]]
     lines += [f"  try: {remedy}" for remedy in diagnosis["remedies"]]
+    if "reevaluation" in summary:
+        lines += _reevaluation_lines(summary["reevaluation"], metric)
     lines.append(_final_line(summary["final"]))
     low, high = test["accuracy_ci95"]
     lines.append(
@@ -281,6 +318,22 @@ def _per_class_line(per_class: dict[str, float], most: int = 10) -> str:
     else:
         title = f"  per class, the {most} worst of {len(per_class)} (all in summary.json):"
     return " ".join([title, *(f"{name} {accuracy:.3f}" for name, accuracy in shown)])
+
+
+def _reevaluation_lines(section: dict[str, Any], metric: str) -> list[str]:
+    lines = [
+        f"Reevaluated the {len(section['candidates'])} best configurations with "
+        f"{section['seeds']} more seeds each (mean {metric} of the new runs):"
+    ]
+    for candidate in section["candidates"]:
+        std = candidate["std"]
+        lines.append(
+            f"  {candidate['trial_id']}: tuned {candidate['tuned']:.4f}, "
+            f"mean {candidate['mean']:.4f}"
+            + ("" if std is None else f" (std {std:.4f})")
+            + ("  <- chosen" if candidate["trial_id"] == section["chosen"] else "")
+        )
+    return lines
 
 
 def _final_line(final: dict[str, Any]) -> str:

@@ -10,9 +10,10 @@ sweep, and Ray warns about it each time. cnn-tune keeps retention out of Ray
 - a running (or paused) trial keeps its latest checkpoint, which resume, HyperBand's
   pauses and restarts after a failure continue from, and its `keep` best by the metric,
   from which the final model may come;
-- an ended trial keeps those while it can still be the sweep's best trial; once another
-  ended trial scores strictly better, or it diverged or could not fit in memory, its
-  checkpoints go. An errored trial keeps its latest: `cnn-tune resume` retries it.
+- an ended trial keeps those while it can still be the sweep's best trial (or one of the
+  `final.reevaluate.top_k` best); once enough ended trials score strictly better, or it
+  diverged or could not fit in memory, its checkpoints go. An errored trial keeps its
+  latest: `cnn-tune resume` retries it.
 
 A checkpoint is deleted only at the second experiment snapshot after it stopped being
 needed, so the state Tune saved by then names newer ones; a kill that still finds a
@@ -54,12 +55,15 @@ class _TrialCheckpoints:
 class CheckpointRetention(tune.Callback):
     """Deletes the checkpoints a sweep can no longer need (see the module docstring)."""
 
-    def __init__(self, metric: str, mode: str, keep: int) -> None:
+    def __init__(self, metric: str, mode: str, keep: int, winners: int = 1) -> None:
+        """`winners`: how many of the best trials the final step looks at (1, or
+        `final.reevaluate.top_k`); their checkpoints are kept."""
         self._metric = metric
         self._sign = 1.0 if mode == "max" else -1.0
         self._keep = keep
+        self._winners = winners
         self._trials: dict[str, _TrialCheckpoints] = {}  # running or paused trials
-        # Ended trials that may still be the best: those tied with the best ended score.
+        # Ended trials that may still be among the best `winners` (ties included).
         self._contenders: dict[str, _TrialCheckpoints] = {}
         self._unneeded: list[tune.Checkpoint] = []  # since the last experiment snapshot
         self._to_delete: list[tune.Checkpoint] = []  # before it: deleted at the next one
@@ -93,15 +97,14 @@ class CheckpointRetention(tune.Callback):
         if last.get(m.DIVERGED) or last.get(m.INFEASIBLE) or record.best == -math.inf:
             self._let_go(record, list(record.kept))  # never the best trial
             return
-        top = max((other.best for other in self._contenders.values()), default=-math.inf)
-        if record.best < top:
-            self._let_go(record, list(record.kept))
-            return
+        self._contenders[trial.trial_id] = record
+        bests = sorted((other.best for other in self._contenders.values()), reverse=True)
+        # The `winners` best ended trials may still win, and any tied with the last of them.
+        threshold = bests[self._winners - 1] if len(bests) >= self._winners else -math.inf
         for trial_id, other in list(self._contenders.items()):
-            if other.best < record.best:
+            if other.best < threshold:
                 self._let_go(other, list(other.kept))
                 del self._contenders[trial_id]
-        self._contenders[trial.trial_id] = record
 
     def get_state(self) -> dict[str, Any]:
         # Tune calls this as it snapshots the experiment: what stopped being needed before
@@ -143,8 +146,10 @@ class CheckpointRetention(tune.Callback):
     @staticmethod
     def _delete(checkpoints: list[tune.Checkpoint]) -> None:
         for checkpoint in checkpoints:
+            filesystem = checkpoint.filesystem
+            assert filesystem is not None  # Tune's checkpoints always know their filesystem
             try:
-                checkpoint.filesystem.delete_dir(checkpoint.path)
+                filesystem.delete_dir(checkpoint.path)
             except FileNotFoundError:
                 pass
             except OSError as error:  # a full or read-only store must not end the sweep

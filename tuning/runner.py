@@ -362,7 +362,9 @@ def _run_config(
         # about those snapshots at every perturbation.
         os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
     else:
-        retention = [CheckpointRetention(metric, mode, keep)]  # see tuning.retention
+        reevaluate = experiment.final.reevaluate
+        winners = reevaluate.top_k if reevaluate is not None else 1
+        retention = [CheckpointRetention(metric, mode, keep, winners)]  # see tuning.retention
     return tune.RunConfig(
         name=name,
         storage_path=storage_path,

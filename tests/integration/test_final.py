@@ -224,3 +224,96 @@ def test_resuming_a_finished_sweep_keeps_its_summary_and_leaves_the_test_split_a
 
     assert looks.count == 0
     assert again.summary == outcome.summary
+
+
+@pytest.fixture(scope="module")
+def reevaluate_sweep(sweep_with_counted_test_looks):
+    return sweep_with_counted_test_looks(
+        {"protocol": "best_checkpoint", "reevaluate": {"top_k": 2, "seeds": 2}}, "reevaluate"
+    )
+
+
+def test_reevaluation_trains_the_top_configurations_again_and_picks_by_their_mean(
+    reevaluate_sweep,
+):
+    outcome, looks = reevaluate_sweep
+    summary = outcome.summary
+    section = summary["reevaluation"]
+    eligible = [t for t in summary["trials"] if t["best"] is not None]
+    top_two = sorted(eligible, key=lambda t: -t["best"])[:2]
+    assert [c["trial_id"] for c in section["candidates"]] == [t["trial_id"] for t in top_two]
+    assert [c["tuned"] for c in section["candidates"]] == [t["best"] for t in top_two]
+    for candidate in section["candidates"]:
+        assert len(candidate["scores"]) == 2 and all(0 < s <= 1 for s in candidate["scores"])
+        assert candidate["mean"] == pytest.approx(sum(candidate["scores"]) / 2)
+    chosen = max(section["candidates"], key=lambda c: c["mean"])
+    assert section["chosen"] == chosen["trial_id"] == summary["best"]["trial_id"]
+    assert section["changed_pick"] == (chosen["trial_id"] != top_two[0]["trial_id"])
+    # The chosen trial kept its checkpoint (tuning.retention keeps the top_k), and the
+    # test split was looked at once, after the reevaluation.
+    assert list((outcome.experiment_dir / f"trial_{chosen['trial_id']}").glob("checkpoint_*"))
+    assert looks == 1 and summary["test"]["evaluations"] == 1
+    printed = format_summary(summary)
+    assert "Reevaluated the 2 best configurations with 2 more seeds each" in printed
+    assert f"{chosen['trial_id']}: tuned" in printed and "<- chosen" in printed
+
+
+def test_reevaluation_scores_are_read_back_when_the_sweep_is_summarized_again(
+    reevaluate_sweep, digits_splits
+):
+    import json
+
+    from tuning.reevaluate import REEVALUATION_FILE, reevaluate
+
+    outcome, _ = reevaluate_sweep
+    record = outcome.experiment_dir / REEVALUATION_FILE
+    written = record.stat().st_mtime_ns
+    saved = json.loads(record.read_text())
+    section = outcome.summary["reevaluation"]
+    trials = {t["trial_id"]: t for t in outcome.summary["trials"]}
+    top = [trials[c["trial_id"]] for c in section["candidates"]]
+    # Each candidate's own config: its first run's, one seed earlier.
+    configs = {
+        trial_id: {**runs[0], "seed": runs[0]["seed"] - 1}
+        for trial_id, runs in saved["runs"].items()
+    }
+    experiment = validate_experiment(_experiment_of(outcome))
+
+    again = reevaluate(experiment, top, configs, digits_splits.tuning, outcome.location, 0.0, {})
+
+    assert [c.scores for c in again] == [c["scores"] for c in section["candidates"]]
+    assert record.stat().st_mtime_ns == written  # read back, nothing trained again
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (
+            {"scheduler": {"name": "pbt", "perturbation_interval": 1, "mutate": ["optimizer.lr"]}},
+            "PBT trial's configuration changes",
+        ),
+        (
+            {"search": {"algorithm": "random", "num_samples": 2, "seed": 0}},
+            "more than the sweep's 2 trials",
+        ),
+    ],
+)
+def test_reevaluate_refuses_what_it_cannot_rerun(small_experiment, change, says):
+    from tuning.errors import ConfigError
+
+    raw = {**small_experiment(), "final": {"reevaluate": {"top_k": 3, "seeds": 2}}, **change}
+    if change.get("scheduler"):
+        raw["checkpoint"] = {"every_epochs": 1, "keep": 3}
+        raw["search"] = {"algorithm": "random", "num_samples": 4, "seed": 0}
+    with pytest.raises(ConfigError, match=says):
+        validate_experiment(raw)
+
+
+def test_report_shows_the_reevaluation_runs_and_their_spread(reevaluate_sweep):
+    from tuning.report import write_report
+
+    outcome, _ = reevaluate_sweep
+    page = write_report(outcome.experiment_dir).read_text()
+    chosen = outcome.summary["reevaluation"]["chosen"]
+    assert "Chosen by reevaluation: the 2 best configurations trained 2 more times" in page
+    assert f"<td>{chosen}</td>" in page and "<td>chosen</td>" in page
