@@ -36,13 +36,14 @@ from pyarrow import fs as pafs
 from ray import cloudpickle
 from ray.tune import Callback
 from ray.tune.experiment import Trial
+from ray.tune.result import EXPR_PROGRESS_FILE
 from ray.tune.schedulers import TrialScheduler
 
 from schedulers.replay import ReplayGuard
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_FILE = "progress.csv"  # Tune's CSVLoggerCallback: one row per reported result
+PROGRESS_FILE = EXPR_PROGRESS_FILE  # Tune's CSVLoggerCallback: one row per reported result
 
 
 class SchedulerSnapshot(Callback):

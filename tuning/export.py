@@ -26,6 +26,7 @@ from trainables.config import TrainConfig
 from trainables.data import DatasetInfo
 from trainables.models import build_model, input_stats
 from tuning.errors import ConfigError
+from tuning.layout import CHECKPOINT_PREFIX, SUMMARY_FILE, final_model_dir
 
 MODEL_DIR = "model"
 WEIGHTS_FILE = "weights.pt"
@@ -151,7 +152,6 @@ def predict(model_dir: str | Path, image_paths: Sequence[str | Path]) -> list[di
 
 
 def _read_summary(sweep_dir: Path) -> dict[str, Any]:
-    from tuning.results import SUMMARY_FILE  # here: it imports Ray, which predict never needs
 
     path = sweep_dir / SUMMARY_FILE
     if not path.is_file():
@@ -165,8 +165,6 @@ def _read_summary(sweep_dir: Path) -> dict[str, Any]:
 
 def _copy_final_model(location: str, scratch: Path) -> Path:
     """Copy summary.json and the files of the model it tested from a bucket sweep."""
-    from tuning.final import FINAL_DIR
-    from tuning.results import SUMMARY_FILE
     from tuning.storage import copy_files, list_files, read_text, resolve_location
 
     location = resolve_location(location)
@@ -180,9 +178,9 @@ def _copy_final_model(location: str, scratch: Path) -> Path:
     summary = json.loads(text)
     final = summary.get("final", {"protocol": "best_checkpoint"})
     if final["protocol"] == "best_checkpoint":
-        prefix = f"{Path(summary['best']['path']).name}/checkpoint_"
+        prefix = f"{Path(summary['best']['path']).name}/{CHECKPOINT_PREFIX}"
     else:
-        prefix = f"{FINAL_DIR}/{final['models'][0]['name']}/"
+        prefix = f"{final_model_dir(final['models'][0]['name'])}/"
     model_files = [name for name in list_files(location) if name.startswith(prefix)]
     local = scratch / location.rsplit("/", 1)[-1]
     copy_files(location, [SUMMARY_FILE, *model_files], local)
@@ -211,7 +209,7 @@ def _best_checkpoint_state(sweep_dir: Path, best: dict[str, Any]) -> dict[str, A
     """The state of the best trial's checkpoint at `best.checkpoint_epoch`."""
     trial_dir = _trial_dir(sweep_dir, str(best["path"]))
     epoch = int(best["checkpoint_epoch"])
-    for checkpoint_dir in sorted(trial_dir.glob("checkpoint_*"), reverse=True):
+    for checkpoint_dir in sorted(trial_dir.glob(f"{CHECKPOINT_PREFIX}*"), reverse=True):
         if (checkpoint_dir / CHECKPOINT_FILE).is_file():
             state = load_checkpoint(checkpoint_dir)
             if int(state["epoch"]) == epoch:

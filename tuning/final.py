@@ -29,18 +29,17 @@ import ray
 import torch
 from ray import tune
 
-from trainables.checkpoint import load_checkpoint
+from trainables.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from trainables.config import TrainConfig
 from trainables.data import ImageSplit, TuningData
 from trainables.loop import model_from_state, normalizer_from_state, predict_split
 from trainables.transfer import StateDict
 from trainables.tune_adapter import predict_task, remote_with_share, retrain_task
 from tuning.experiment import Experiment
+from tuning.layout import final_model_dir
 from tuning.storage import read_bytes, write_bytes
 
 logger = logging.getLogger(__name__)
-
-FINAL_DIR = "final"  # <sweep>/final/seed_<seed>/state.pt: retrained final models
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ def retrained_models(
             write_bytes(location, _state_file(name), _serialize(state))
             states[name] = state
     return [
-        FinalModel(name, state, f"{FINAL_DIR}/{name}", trained_on="train+val")
+        FinalModel(name, state, final_model_dir(name), trained_on="train+val")
         for name, state in states.items()
         if state is not None
     ]
@@ -187,7 +186,7 @@ def evaluate_once(held_out: HeldOutTest, model: FinalModel, location: str) -> di
     test split again. A run killed during the evaluation saved nothing and was seen by
     no one; its resume evaluates.
     """
-    record = f"{FINAL_DIR}/{model.name}/test.json"
+    record = f"{final_model_dir(model.name)}/test.json"
     identity = {
         "path": model.path,
         "epoch": int(model.state["epoch"]),
@@ -271,7 +270,7 @@ def _saved_state(
 
 
 def _state_file(name: str) -> str:
-    return f"{FINAL_DIR}/{name}/state.pt"
+    return f"{final_model_dir(name)}/{CHECKPOINT_FILE}"
 
 
 def _serialize(state: dict[str, Any]) -> bytes:

@@ -17,6 +17,7 @@ from pathlib import Path
 from tuning import space
 from tuning.errors import ConfigError
 from tuning.experiment import Experiment, trial_count_text, validate_experiment
+from tuning.layout import EXPERIMENT_FILE
 from tuning.storage import (
     STORAGE_SCHEMES,
     check_sweep_name,
@@ -59,7 +60,6 @@ def check_resume(directory: str | Path, *, address: str | None) -> None:
 
     A folder that is not a sweep is left to the runner, which says so.
     """
-    from tuning.runner import EXPERIMENT_FILE  # the runner is the module that calls this
 
     if not str(directory).strip():
         raise ConfigError("resume DIR '' is empty; pass the sweep folder <storage>/<name>")

@@ -30,11 +30,10 @@ from trainables.transfer import StateDict
 from trainables.tune_adapter import reevaluate_task, remote_with_share
 from tuning.experiment import Experiment
 from tuning.history import best_epoch_of, epoch_rows
+from tuning.layout import REEVALUATION_FILE
 from tuning.storage import read_bytes, write_bytes
 
 logger = logging.getLogger(__name__)
-
-REEVALUATION_FILE = "final/reevaluation.json"
 
 
 @dataclass(frozen=True)

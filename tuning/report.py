@@ -18,7 +18,7 @@ from tuning import report_html as html
 from tuning import report_plotly as interactive
 from tuning import report_plots as plots
 from tuning.errors import ConfigError
-from tuning.final import FINAL_DIR
+from tuning.layout import EXPERIMENT_FILE, FINAL_DIR, INDEX_FILE, REPORT_DIR
 from tuning.report_analysis import (
     STOPPING_SCHEDULERS,
     Column,
@@ -31,7 +31,6 @@ from tuning.report_analysis import (
 )
 from tuning.report_data import SweepView, load_sweep
 from tuning.report_parallel import parallel_coordinates_figure
-from tuning.runner import EXPERIMENT_FILE
 from tuning.storage import (
     copy_files,
     is_remote,
@@ -42,9 +41,6 @@ from tuning.storage import (
 )
 
 logger = logging.getLogger(__name__)
-
-REPORT_FOLDER = "report"  # default output, inside the sweep folder
-INDEX_FILE = "index.html"
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ def write_report(directory: str | Path, output: str | Path | None = None) -> Pat
     text = str(directory)
     if not is_remote(text):
         sweep_dir = _local_sweep_folder(text)
-        return _write(sweep_dir, Path(output) if output else sweep_dir / REPORT_FOLDER)
+        return _write(sweep_dir, Path(output) if output else sweep_dir / REPORT_DIR)
     location = resolve_location(text)
     name = location.rsplit("/", 1)[-1]
     if read_text(location, EXPERIMENT_FILE) is None:
@@ -86,7 +82,7 @@ def write_report(directory: str | Path, output: str | Path | None = None) -> Pat
 def _copy_what_the_report_reads(location: str, target: Path) -> None:
     """Everything but the final models, old reports, and all checkpoints but the latest."""
     files = list_files(location)
-    wanted = [n for n in files if n.split("/", 1)[0] not in (REPORT_FOLDER, FINAL_DIR)]
+    wanted = [n for n in files if n.split("/", 1)[0] not in (REPORT_DIR, FINAL_DIR)]
     wanted = latest_checkpoints_only(wanted)
     megabytes = sum(files[n] for n in wanted) / 1e6
     logger.info("report: copying %d files (%.1f MB) of %s", len(wanted), megabytes, location)

@@ -19,7 +19,6 @@ from typing import Any
 import pandas as pd
 from ray import tune
 from ray.tune.experiment import Trial
-from ray.tune.result import EXPR_PROGRESS_FILE
 
 from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint
@@ -30,8 +29,8 @@ from tuning.diagnosis import Diagnosis, diagnose
 from tuning.errors import ConfigError
 from tuning.experiment import Experiment, validate_experiment
 from tuning.history import best_epoch_of, epoch_rows, is_finite
-from tuning.results import SUMMARY_FILE, classify_status
-from tuning.runner import EXPERIMENT_FILE
+from tuning.layout import EXPERIMENT_FILE, PROGRESS_FILE, SUMMARY_FILE
+from tuning.results import classify_status
 from tuning.yaml_io import parse_yaml_mapping
 
 logger = logging.getLogger(__name__)
@@ -219,7 +218,7 @@ def _progress_rows(trial: Trial, analysis: tune.ExperimentAnalysis) -> list[dict
     no result in that snapshot; the CSV is written with every epoch, so a running sweep's
     curves are current. Tune's dataframe is the fallback when there is no CSV.
     """
-    path = Path(trial.path or "") / EXPR_PROGRESS_FILE
+    path = Path(trial.path or "") / PROGRESS_FILE
     if trial.path and path.is_file():
         try:
             frame = pd.read_csv(path, dtype={"trial_id": str})

@@ -35,11 +35,11 @@ from tuning.final import (
     test_summary,
 )
 from tuning.history import best_epoch_of, epoch_rows
+from tuning.layout import trial_id_of
 from tuning.reevaluate import pick, reevaluate, top_trials
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FILE = "summary.json"
 _ELIGIBLE = ("completed", "stopped_early", "early_stopped")  # may be the best trial
 
 
@@ -259,7 +259,7 @@ def result_trial_id(result: tune.Result) -> str:
 
     Not the last result's `trial_id`: after a PBT exploit that names the donor.
     """
-    return Path(result.path).name.removeprefix("trial_")
+    return trial_id_of(Path(result.path).name)
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -33,8 +33,15 @@ from tuning.cluster import connect
 from tuning.errors import ConfigError, SweepInterrupted
 from tuning.experiment import Experiment, validate_experiment
 from tuning.gpu_packing import resolve_gpu_share
+from tuning.layout import (
+    CLOCK_FILE,
+    EXPERIMENT_FILE,
+    GPU_SHARE_FILE,
+    SUMMARY_FILE,
+    trial_dirname,
+)
 from tuning.progress import ProgressLine
-from tuning.results import SUMMARY_FILE, FinalContext, result_trial_id, summarize
+from tuning.results import FinalContext, result_trial_id, summarize
 from tuning.retention import CheckpointRetention
 from tuning.searchers import build_searcher
 from tuning.storage import (
@@ -53,10 +60,7 @@ from tuning.yaml_io import dump_yaml, parse_yaml_mapping
 
 logger = logging.getLogger(__name__)
 
-EXPERIMENT_FILE = "cnn-tune-experiment.yaml"  # the resolved experiment, saved with the runs
 DEFAULT_STORAGE = "runs"
-CLOCK_FILE = "cnn-tune-clock.json"  # seconds in Tune when a fit last ended; resume adds to it
-GPU_SHARE_FILE = "gpu-share.json"  # the share `gpu: auto` chose, reused on resume
 
 
 @dataclass(frozen=True)
@@ -346,7 +350,7 @@ def _tune_config(experiment: Experiment, gpu: float) -> tune.TuneConfig:
 
 def _trial_name(trial: Any) -> str:
     """`trial_<id>`: Ray's default packs every parameter into the folder name."""
-    return f"trial_{trial.trial_id}"
+    return trial_dirname(trial.trial_id)
 
 
 def _run_config(

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuning.errors import ConfigError
+from tuning.layout import CHECKPOINT_PREFIX
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
-
-_CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folders: checkpoint_000012
 
 
 def is_remote(location: str) -> bool:
@@ -186,7 +185,7 @@ def latest_checkpoints_only(names: Iterable[str]) -> list[str]:
 def _checkpoint_of(name: str) -> tuple[str, str | None]:
     """(trial folder, checkpoint folder) of a file in a checkpoint, else (first part, None)."""
     parts = name.split("/")
-    if len(parts) > 2 and parts[1].startswith(_CHECKPOINT_PREFIX):
+    if len(parts) > 2 and parts[1].startswith(CHECKPOINT_PREFIX):
         return parts[0], parts[1]
     return parts[0], None
 

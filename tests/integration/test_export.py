@@ -17,7 +17,7 @@ from trainables.loop import model_from_state, normalizer_from_state
 from tuning.cli import main
 from tuning.experiment import validate_experiment
 from tuning.export import MODEL_FILE, WEIGHTS_FILE, export_best
-from tuning.results import SUMMARY_FILE
+from tuning.layout import SUMMARY_FILE
 from tuning.runner import SweepOutcome, run_sweep
 
 pytestmark = pytest.mark.integration

@@ -187,7 +187,7 @@ def load_state_of_best_checkpoint(outcome: Any) -> dict[str, Any]:
 
 
 def _experiment_of(outcome: Any) -> dict[str, Any]:
-    from tuning.runner import EXPERIMENT_FILE
+    from tuning.layout import EXPERIMENT_FILE
     from tuning.yaml_io import parse_yaml_mapping
 
     text = (outcome.experiment_dir / EXPERIMENT_FILE).read_text()
@@ -263,7 +263,8 @@ def test_reevaluation_scores_are_read_back_when_the_sweep_is_summarized_again(
 ):
     import json
 
-    from tuning.reevaluate import REEVALUATION_FILE, reevaluate
+    from tuning.layout import REEVALUATION_FILE
+    from tuning.reevaluate import reevaluate
 
     outcome, _ = reevaluate_sweep
     record = outcome.experiment_dir / REEVALUATION_FILE

@@ -19,10 +19,10 @@ from ray import tune
 
 from tuning.cli import main
 from tuning.experiment import validate_experiment
-from tuning.report import INDEX_FILE, REPORT_FOLDER, write_report
+from tuning.layout import INDEX_FILE, REPORT_DIR, SUMMARY_FILE
+from tuning.report import write_report
 from tuning.report_data import STATUS_LABELS, load_sweep
 from tuning.report_html import RUNNING_NOTE
-from tuning.results import SUMMARY_FILE
 from tuning.runner import SweepOutcome, run_sweep
 from tuning.storage import latest_checkpoints_only, list_files
 
@@ -147,7 +147,7 @@ def assert_png_shows_content(path: Path, min_size: tuple[int, int] = (300, 200))
 
 
 def test_report_writes_index_and_pngs_into_the_sweeps_report_folder(asha_sweep, asha_report):
-    assert asha_report == asha_sweep.experiment_dir / REPORT_FOLDER / INDEX_FILE
+    assert asha_report == asha_sweep.experiment_dir / REPORT_DIR / INDEX_FILE
     written = {p.name for p in asha_report.parent.glob("*.png")}
     assert written >= ASHA_PNGS
     for png in asha_report.parent.glob("*.png"):
@@ -252,7 +252,7 @@ def test_a_bucket_sweep_is_read_with_each_trials_latest_checkpoint_only(pbt_swee
 
 def test_report_on_a_sweep_without_summary_says_it_is_still_running(asha_sweep, tmp_path):
     copy = tmp_path / "asha"
-    shutil.copytree(asha_sweep.experiment_dir, copy, ignore=shutil.ignore_patterns(REPORT_FOLDER))
+    shutil.copytree(asha_sweep.experiment_dir, copy, ignore=shutil.ignore_patterns(REPORT_DIR))
     (copy / SUMMARY_FILE).unlink()
 
     html = write_report(copy).read_text()
@@ -286,7 +286,7 @@ def test_report_draws_the_pbt_lineage_and_lists_every_exploit(pbt_sweep):
     experiment_dir, _ = pbt_sweep
     lineage = json.loads((experiment_dir / SUMMARY_FILE).read_text())["lineage"]
     assert lineage, "PBT made no exploit in 6 epochs of 4 trials"
-    report = experiment_dir / REPORT_FOLDER
+    report = experiment_dir / REPORT_DIR
     assert_png_shows_content(report / "pbt_lineage.png")
     html = (report / INDEX_FILE).read_text()
     table = html.split("<h3>PBT lineage</h3>", 1)[1].split("</table>", 1)[0]

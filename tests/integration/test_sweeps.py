@@ -14,8 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from trainables.checkpoint import load_checkpoint
 from tuning.experiment import validate_experiment
 from tuning.export import MODEL_FILE, WEIGHTS_FILE, export_best
-from tuning.report import INDEX_FILE, write_report
-from tuning.results import SUMMARY_FILE
+from tuning.layout import INDEX_FILE, SUMMARY_FILE
+from tuning.report import write_report
 from tuning.runner import run_sweep
 
 pytestmark = pytest.mark.integration
