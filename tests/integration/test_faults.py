@@ -16,7 +16,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata
 
 from tuning.experiment import validate_experiment
 from tuning.report import write_report
-from tuning.report_data import STATUS_LABELS
+from tuning.report.data import STATUS_LABELS
 from tuning.runner import run_sweep
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,8 @@ from tuning.cli import main
 from tuning.experiment import validate_experiment
 from tuning.layout import INDEX_FILE, REPORT_DIR, SUMMARY_FILE
 from tuning.report import write_report
-from tuning.report_data import STATUS_LABELS, load_sweep
-from tuning.report_html import RUNNING_NOTE
+from tuning.report.data import STATUS_LABELS, load_sweep
+from tuning.report.html import RUNNING_NOTE
 from tuning.runner import SweepOutcome, run_sweep
 from tuning.storage import latest_checkpoints_only, list_files
 

@@ -11,7 +11,7 @@ import pytest
 
 from tuning.experiment import validate_experiment
 from tuning.report import write_report
-from tuning.report_analysis import hyperband_milestones
+from tuning.report.analysis import hyperband_milestones
 from tuning.runner import run_sweep
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from schedulers import (
     PBTSettings,
 )
 from tuning.history import best_epoch_of, epoch_rows
-from tuning.report_analysis import (
+from tuning.report.analysis import (
     MIN_TRIALS_FOR_IMPORTANCE,
     RungCount,
     decision_epochs,

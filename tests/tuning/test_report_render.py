@@ -15,12 +15,12 @@ from PIL import Image
 from tuning.diagnosis import diagnose
 from tuning.experiment import validate_experiment
 from tuning.history import best_epoch_of
-from tuning.report import Report, render_report
-from tuning.report_analysis import parameter_columns
-from tuning.report_data import STATUS_LABELS, SweepView, TrialView, rank_trials
-from tuning.report_html import RUNNING_NOTE
-from tuning.report_parallel import parallel_coordinates_figure
-from tuning.report_plotly import parallel_chart
+from tuning.report.analysis import parameter_columns
+from tuning.report.build import Report, render_report
+from tuning.report.data import STATUS_LABELS, SweepView, TrialView, rank_trials
+from tuning.report.html import RUNNING_NOTE
+from tuning.report.interactive import parallel_chart
+from tuning.report.parallel import parallel_coordinates_figure
 
 EPOCHS = 6
 
@@ -298,9 +298,9 @@ def test_test_section_lists_every_retrained_seed_and_their_spread(view):
 
 
 def test_learning_curves_of_a_large_sweep_are_a_band_and_the_best_few(view):
-    from tuning.report_analysis import CURVES_TOP_DRAWN
-    from tuning.report_plotly import curves_chart
-    from tuning.report_plots import learning_curves_figure
+    from tuning.report.analysis import CURVES_TOP_DRAWN
+    from tuning.report.interactive import curves_chart
+    from tuning.report.plots import learning_curves_figure
 
     rng = np.random.default_rng(0)
     many = [
@@ -334,7 +334,7 @@ def test_learning_curves_of_a_large_sweep_are_a_band_and_the_best_few(view):
 
 
 def test_curve_band_gives_the_quartiles_per_epoch_over_the_trials_that_reached_it():
-    from tuning.report_analysis import curve_band
+    from tuning.report.analysis import curve_band
 
     band = curve_band([([1, 2], [0.1, 0.5]), ([1, 2, 3], [0.3, 0.7, 0.9]), ([1], [0.2])])
     assert band is not None

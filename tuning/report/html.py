@@ -16,12 +16,12 @@ from html import escape
 from typing import Any
 
 from tuning.history import is_finite
-from tuning.report_analysis import (
+from tuning.report.analysis import (
     STOPPING_SCHEDULERS,
     Importance,
     RungCount,
 )
-from tuning.report_data import STATUS_LABELS, SweepView, TrialView
+from tuning.report.data import STATUS_LABELS, SweepView, TrialView
 
 RUNNING_NOTE = "sweep still running, no test result yet"
 

@@ -1,7 +1,7 @@
 """The report's parallel-coordinates PNG, drawn on a bare matplotlib Figure (no pyplot).
 
-A companion to report_plots (kept apart so each module stays small): one vertical axis
-per tuned parameter, laid out by `report_analysis.parallel_axis` exactly as the
+A companion to plots.py (kept apart so each module stays small): one vertical axis
+per tuned parameter, laid out by `analysis.parallel_axis` exactly as the
 interactive plotly chart is, and the metric as the last axis. Every axis is scaled to
 0..1 on the page and labelled at its own ends, categories and "n/a".
 """
@@ -18,7 +18,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from tuning.report_analysis import Column, ParallelAxis, parallel_axis
+from tuning.report.analysis import Column, ParallelAxis, parallel_axis
 
 _AXIS_COLOUR = "#4a5568"
 

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from trainables import metrics as m
 from tuning.history import finite_series
-from tuning.report_analysis import (
+from tuning.report.analysis import (
     CURVES_ONE_BY_ONE,
     CURVES_TOP_DRAWN,
     Column,
@@ -23,14 +23,14 @@ from tuning.report_analysis import (
     curve_band,
     parallel_axis,
 )
-from tuning.report_data import (
+from tuning.report.data import (
     STATUS_LABELS,
     SweepView,
     TrialView,
     lr_batch_points,
 )
 
-# plotly marker symbols for a trial's last point, matching report_plots.END_MARKERS.
+# plotly marker symbols for a trial's last point, matching plots.END_MARKERS.
 END_SYMBOLS = {
     "completed": "circle",
     "stopped_early": "x",

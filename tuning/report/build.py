@@ -14,12 +14,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuning import report_html as html
-from tuning import report_plotly as interactive
-from tuning import report_plots as plots
 from tuning.errors import ConfigError
 from tuning.layout import EXPERIMENT_FILE, FINAL_DIR, INDEX_FILE, REPORT_DIR
-from tuning.report_analysis import (
+from tuning.report import html, interactive, plots
+from tuning.report.analysis import (
     STOPPING_SCHEDULERS,
     Column,
     Importance,
@@ -29,8 +27,8 @@ from tuning.report_analysis import (
     parameter_columns,
     rung_counts,
 )
-from tuning.report_data import SweepView, load_sweep
-from tuning.report_parallel import parallel_coordinates_figure
+from tuning.report.data import SweepView, load_sweep
+from tuning.report.parallel import parallel_coordinates_figure
 from tuning.storage import (
     copy_files,
     is_remote,

@@ -20,14 +20,14 @@ from matplotlib.ticker import LogFormatterSciNotation, NullLocator
 
 from trainables import metrics as m
 from tuning.history import finite_series, is_finite
-from tuning.report_analysis import (
+from tuning.report.analysis import (
     CURVES_ONE_BY_ONE,
     CURVES_TOP_DRAWN,
     CurveBand,
     Importance,
     curve_band,
 )
-from tuning.report_data import (
+from tuning.report.data import (
     STATUS_LABELS,
     SweepView,
     TrialView,
