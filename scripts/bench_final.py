@@ -21,8 +21,9 @@ import tempfile
 import time
 from typing import Any
 
-# As the CLI does for a local Ray: listen on loopback only (set before Ray is imported).
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+from tuning.cluster import keep_private_ray_on_loopback
+
+keep_private_ray_on_loopback()  # as the CLI does for a local Ray: before Ray is imported
 
 
 def one_sweep(search_seed: int, retrain_seeds: int, storage: str) -> dict[str, Any]:

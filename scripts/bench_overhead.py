@@ -16,15 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-
-# As the CLI does for a local Ray: listen on loopback only (set before Ray is imported).
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import platform
 import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
+
+from tuning.cluster import keep_private_ray_on_loopback
+
+keep_private_ray_on_loopback()  # as the CLI does for a local Ray: before Ray is imported
 
 _worker_data = None
 

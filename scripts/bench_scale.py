@@ -36,6 +36,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from tuning.cluster import keep_private_ray_on_loopback
+
+keep_private_ray_on_loopback()  # as the CLI does for a local Ray: before Ray is imported
+
 REPO = Path(__file__).resolve().parents[1]
 WAYS = ("pool", "bare-ray", "cnn-tune")
 LR_RANGE = (1.0e-4, 3.0e-2)

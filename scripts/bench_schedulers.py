@@ -18,8 +18,10 @@ import statistics
 import tempfile
 from typing import Any
 
-# As the CLI does for a local Ray: listen on loopback only (set before Ray is imported).
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+from tuning.cluster import keep_private_ray_on_loopback
+
+keep_private_ray_on_loopback()  # as the CLI does for a local Ray: before Ray is imported
+
 
 SETTINGS = {
     "fifo/random": ({"algorithm": "random"}, {"name": "fifo"}),

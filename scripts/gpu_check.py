@@ -36,9 +36,12 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from tuning.cluster import keep_private_ray_on_loopback
+
+keep_private_ray_on_loopback()  # as the CLI does for a local Ray: before Ray is imported
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on loopback only
 
 SHARES = (1.0, 0.5, 0.25, 0.125)
 

@@ -120,7 +120,7 @@ class TensorBoardLogger(LoggerCallback):
             if failed or trial.trial_id in self._failed
             else api_pb2.STATUS_SUCCESS
         )
-        writer._get_file_writer().add_summary(session_end_summary(status))
+        _add_summary(writer, session_end_summary(status))
         writer.close()
 
     def _start_session(self, trial: Trial) -> None:
@@ -134,15 +134,23 @@ class TensorBoardLogger(LoggerCallback):
         hparams = space.tuned_values(config, self._tuned_paths)
         summary = session_start_summary(hparams, self._columns, self._started_at[trial.trial_id])
         # add_hparams() would open a second run in a sub-folder; write into this one.
-        self._writers[trial]._get_file_writer().add_summary(summary)
+        _add_summary(self._writers[trial], summary)
 
     def _write_experiment(self, experiment_dir: str) -> None:
         """The sweep's one experiment summary, in the sweep folder's own run."""
         with SummaryWriter(experiment_dir) as writer:
             columns = list(self._columns.values())
             summary = experiment_summary(columns, metric_infos(self._metric, self._mode))
-            writer._get_file_writer().add_summary(summary)
+            _add_summary(writer, summary)
         self._experiment_written = True
+
+
+def _add_summary(writer: SummaryWriter, summary: Summary) -> None:
+    """Into the writer's own run (add_hparams() would open a second run in a sub-folder),
+    through its public `file_writer`, which is set while the writer is open."""
+    file_writer = writer.file_writer
+    assert file_writer is not None, "the writer was closed"
+    file_writer.add_summary(summary)
 
 
 def hparam_infos(search_space: dict[str, Any]) -> list[api_pb2.HParamInfo]:

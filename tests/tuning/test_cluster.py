@@ -6,7 +6,10 @@ them. Real clusters are in tests/integration/test_real_cluster.py.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -103,3 +106,20 @@ def test_ray_address_file_is_where_ray_start_records_its_cluster(monkeypatch, tm
 
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
     assert ray_address_file() == tmp_path / "ray" / "ray_current_cluster"
+
+
+def test_the_loopback_switch_still_makes_ray_give_a_private_node_127_0_0_1():
+    """tuning.cluster.keep_private_ray_on_loopback relies on Ray 2.60 reading
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import, in ray._private.services: this fails if a
+    Ray upgrade changes that, before any sweep listens on the network."""
+    code = (
+        "from tuning.cluster import keep_private_ray_on_loopback\n"
+        "assert keep_private_ray_on_loopback(), 'ray was imported first'\n"
+        "from ray._private.services import get_node_ip_address\n"
+        "print(get_node_ip_address())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == "127.0.0.1"
