@@ -141,11 +141,13 @@ class LRScheduleConfig(StrictModel):
     """Learning rate as a function of the epoch, multiplied onto `optimizer.lr`.
 
     constant: lr. exponential: lr * gamma**e. step: lr * gamma**(e // step_epochs).
-    multistep: lr * gamma**(number of milestones <= e). cosine: from lr down to
-    lr * min_factor at the last epoch. plateau: lr * gamma**(number of times
+    multistep: lr * gamma**(number of milestones <= epoch), where the milestones are
+    absolute 0-based epochs, warmup included (as torch's MultiStepLR). cosine: from lr
+    down to lr * min_factor at the last epoch. plateau: lr * gamma**(number of times
     `plateau_metric` went `plateau_patience` epochs without improving by more than
     `plateau_min_delta`). An optional linear warmup first ramps from
-    lr * warmup_start_factor to lr over `warmup_epochs`; e counts epochs after warmup.
+    lr * warmup_start_factor to lr over `warmup_epochs`; e counts epochs after warmup,
+    epoch counts from the first (both 0-based).
     """
 
     name: Literal["constant", "exponential", "step", "multistep", "cosine", "plateau"] = "constant"

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trainables import metrics as m
+from tuning.values import is_finite, is_true
 
 MIN_EPOCHS = 3
 OVERFIT_GAP = 0.05  # train_acc - val_acc
@@ -77,8 +78,8 @@ def diagnose(history: Sequence[Mapping[str, Any]], num_classes: int | None = Non
         history: one mapping per reported epoch, in order, as in progress.csv.
         num_classes: classes of the dataset, for the chance-level loss; None skips that rule.
     """
-    if any(_truthy(row.get(m.DIVERGED)) for row in history) or not all(
-        _finite(row.get(key)) for row in history for key in (m.TRAIN_LOSS, m.VAL_LOSS)
+    if any(is_true(row.get(m.DIVERGED)) for row in history) or not all(
+        is_finite(row.get(key)) for row in history for key in (m.TRAIN_LOSS, m.VAL_LOSS)
     ):
         return Diagnosis("diverged", ["a loss became NaN or infinite"], list(DIVERGED_REMEDIES))
     if len(history) < MIN_EPOCHS:
@@ -173,14 +174,3 @@ def _underfitting_reasons(e: dict[str, float]) -> list[str]:
 def _tail_mean(values: list[float], window: int) -> float:
     tail = values[-window:]
     return sum(tail) / len(tail)
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _truthy(value: Any) -> bool:
-    return value in (True, 1, 1.0, "True", "true")

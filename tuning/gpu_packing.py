@@ -32,6 +32,7 @@ from trainables.gpu import CUDA_CONTEXT_BYTES, keep_data_on_device
 from trainables.loop import largest_batch_size
 from trainables.transfer import StateDict
 from tuning import space
+from tuning.values import is_number
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def _worst_cases(node: Any, path: tuple[str, ...]) -> list[Any]:
         kind, args = next(iter(node.items()))
         if kind not in ("choice", "grid"):
             return [max(space.representatives(node))]
-        if all(_is_number(option) for option in args):
+        if all(is_number(option) for option in args):
             return [max(args)]
         if any(isinstance(o, dict) for o in args) or _memory_relevant(path):
             return [case for option in args for case in _worst_cases(option, path)]
@@ -186,10 +187,6 @@ def _worst_cases(node: Any, path: tuple[str, ...]) -> list[Any]:
 def _memory_relevant(path: tuple[str, ...]) -> bool:
     dotted = ".".join(path)
     return any(dotted == p or dotted.startswith(p + ".") for p in _MEMORY_RELEVANT_PREFIXES)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _probe_result(ref: ray.ObjectRef) -> Probe:

@@ -8,11 +8,11 @@ latest row of each epoch, the one its final weights went through.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeGuard
+from typing import Any
 
 from trainables import metrics as m
+from tuning.values import is_finite, is_true
 
 
 def epoch_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -49,13 +49,3 @@ def finite_series(history: list[dict[str, Any]], key: str) -> tuple[list[float],
         if is_finite(row.get(key)) and not is_true(row.get(m.DIVERGED))
     ]
     return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def is_finite(value: Any) -> TypeGuard[float]:
-    """A real number that is neither NaN nor infinite (booleans are not numbers here)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def is_true(value: Any) -> bool:
-    """A flag from progress.csv: True, 1 or "True"."""
-    return value in (True, 1, "True", "true")

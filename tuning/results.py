@@ -9,7 +9,6 @@ diagnosis (tuning.diagnosis). The summary schema is defined here and nowhere els
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,8 +36,7 @@ from tuning.final import (
 from tuning.history import best_epoch_of, epoch_rows
 from tuning.layout import trial_id_of
 from tuning.reevaluate import pick, reevaluate, top_trials
-
-logger = logging.getLogger(__name__)
+from tuning.values import short
 
 _ELIGIBLE = ("completed", "stopped_early", "early_stopped")  # may be the best trial
 
@@ -284,7 +282,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"Best trial {best['trial_id']}: {metric}={best[metric]:.4f} at epoch {best['best_epoch']} "
         f"of {best['epochs']}",
     ]
-    lines += [f"  {key} = {_fmt(value)}" for key, value in sorted(tuned.items())]
+    lines += [f"  {key} = {short(value)}" for key, value in sorted(tuned.items())]
     if summary["lineage"]:
         lines.append(f"PBT exploits: {len(summary['lineage'])} (see lineage in summary.json)")
     diagnosis = best["diagnosis"]
@@ -347,7 +345,3 @@ def _final_line(final: dict[str, Any]) -> str:
         f"Final model: the best config retrained on train+val for {models[0]['epochs']} "
         f"epochs, seed(s) {seeds}"
     )
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 from trainables.config import TrainConfig
 from tuning import space
 from tuning.experiment import load_experiment
-
-logger = logging.getLogger(__name__)
 
 
 def train_one(source: str, overrides: list[str], sample_seed: int, output: str | None) -> int:

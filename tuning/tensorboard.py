@@ -42,7 +42,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from trainables import metrics as m
 from tuning import space
-from tuning.history import is_finite
+from tuning.values import is_finite, is_number
 
 _LISTED_KINDS = ("choice", "grid")  # search domains whose every value is written out
 
@@ -193,7 +193,7 @@ def _data_type(values: Iterable[Any]) -> api_pb2.DataType.ValueType:
     values = list(values)
     if values and all(isinstance(v, bool) for v in values):
         return api_pb2.DATA_TYPE_BOOL
-    if values and all(_is_number(v) for v in values):
+    if values and all(is_number(v) for v in values):
         return api_pb2.DATA_TYPE_FLOAT64
     return api_pb2.DATA_TYPE_STRING
 
@@ -283,7 +283,3 @@ def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
             )
         ]
     )
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

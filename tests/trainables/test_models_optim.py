@@ -86,6 +86,11 @@ def _cosine(e: int, span: int, floor: float = 0.0) -> float:
         ),
         ({"name": "cosine"}, [_cosine(e, 5) for e in range(6)]),
         (
+            # Milestones count from the first epoch, warmup included (as torch's MultiStepLR).
+            {"name": "multistep", "gamma": 0.1, "milestones": [3], "warmup_epochs": 2},
+            [BASE * 0.1, BASE * 0.55, BASE, BASE / 10, BASE / 10, BASE / 10],
+        ),
+        (
             {"name": "constant", "warmup_epochs": 2, "warmup_start_factor": 0.1},
             [BASE * 0.1, BASE * 0.55, BASE, BASE, BASE, BASE],
         ),
@@ -94,7 +99,16 @@ def _cosine(e: int, span: int, floor: float = 0.0) -> float:
             [BASE * 0.1] + [_cosine(e, 4, 0.1) for e in range(5)],
         ),
     ],
-    ids=["constant", "exponential", "step", "multistep", "cosine", "warmup", "warmup-cosine"],
+    ids=[
+        "constant",
+        "exponential",
+        "step",
+        "multistep",
+        "cosine",
+        "warmup-multistep",
+        "warmup",
+        "warmup-cosine",
+    ],
 )
 def test_lr_at_follows_the_schedule_formula(schedule, expected):
     config = LRScheduleConfig.model_validate(schedule)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from schedulers import ASHASettings, HyperBandSettings, MedianStoppingSettings, SchedulerSettings
+from tuning.values import is_number
 
 MIN_TRIALS_FOR_IMPORTANCE = 8  # fewer scored trials and a forest's importances are noise
 # Schedulers that stop trials by comparing them (PBT-style ones: settings.mutates_config).
@@ -178,7 +179,7 @@ def parameter_columns(tuned: Sequence[Mapping[str, Any]]) -> list[Column]:
 
 def _column(name: str, raw: list[Any]) -> Column:
     present = [v for v in raw if v is not None]
-    if present and all(_is_number(v) for v in present):
+    if present and all(is_number(v) for v in present):
         numbers = [float(v) for v in present]
         log_scale = min(numbers) > 0 and max(numbers) / min(numbers) > 10
         return Column(name, [None if v is None else float(v) for v in raw], None, log_scale)
@@ -291,7 +292,3 @@ def _design_matrix(columns: Sequence[Column], rows: list[int]) -> tuple[np.ndarr
             features.append([missing if v is None else v for v in values])
             owners.append(column.name)
     return np.array(features, dtype=float).T, owners
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

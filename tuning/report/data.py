@@ -28,9 +28,10 @@ from tuning import space
 from tuning.diagnosis import Diagnosis, diagnose
 from tuning.errors import ConfigError
 from tuning.experiment import Experiment, validate_experiment
-from tuning.history import best_epoch_of, epoch_rows, is_finite
+from tuning.history import best_epoch_of, epoch_rows
 from tuning.layout import EXPERIMENT_FILE, PROGRESS_FILE, SUMMARY_FILE
 from tuning.results import classify_status
+from tuning.values import is_finite
 from tuning.yaml_io import parse_yaml_mapping
 
 logger = logging.getLogger(__name__)

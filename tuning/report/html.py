@@ -15,13 +15,13 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from tuning.history import is_finite
 from tuning.report.analysis import (
     STOPPING_SCHEDULERS,
     Importance,
     RungCount,
 )
 from tuning.report.data import STATUS_LABELS, SweepView, TrialView
+from tuning.values import is_finite, short
 
 RUNNING_NOTE = "sweep still running, no test result yet"
 
@@ -140,10 +140,10 @@ def leaderboard_section(view: SweepView) -> str:
     rows, classes = [], []
     for rank, trial in enumerate(view.trials, start=1):
         plain = [
-            *[_fmt(trial.tuned.get(n, "-")) for n in names],
-            _fmt(trial.best),
-            _fmt(trial.best_epoch),
-            _fmt(trial.last),
+            *[short(trial.tuned.get(n, "-")) for n in names],
+            short(trial.best),
+            short(trial.best_epoch),
+            short(trial.last),
             f"{trial.epochs} / {trial.planned_epochs}",
         ]
         rows.append(
@@ -172,26 +172,27 @@ def test_section(view: SweepView, per_class_image: Image | None) -> str:
     low, high = test.get("accuracy_ci95", [float("nan")] * 2)
     lines = [
         f"Best trial <b>{escape(str(best.get('trial_id')))}</b>: {escape(view.metric)} = "
-        f"{_fmt(best.get(view.metric))} at epoch {_fmt(best.get('best_epoch'))}.",
+        f"{short(best.get(view.metric))} at epoch {short(best.get('best_epoch'))}.",
         escape(_final_model_text(summary.get("final"), best)),
         f"Test accuracy <b>{test['accuracy']:.4f}</b> (95% CI {low:.4f} - {high:.4f}), loss "
-        f"{escape(_fmt(test.get('loss')))}, on {escape(_fmt(test.get('num_examples')))} examples.",
+        f"{escape(short(test.get('loss')))}, "
+        f"on {escape(short(test.get('num_examples')))} examples.",
     ]
     spread = test.get("seed_spread")
     if spread:
         lines.append(
-            f"Over {spread['seeds']} seeds: std {_fmt(spread['std'])}, min "
-            f"{_fmt(spread['min'])}, max {_fmt(spread['max'])} (training randomness)."
+            f"Over {spread['seeds']} seeds: std {short(spread['std'])}, min "
+            f"{short(spread['min'])}, max {short(spread['max'])} (training randomness)."
         )
     html = "<h2>Test result</h2>" + "".join(f"<p>{line}</p>" for line in lines)
     html += _reevaluation_html(summary.get("reevaluation"), view.metric)
     html += _final_models_table(test.get("models") or [])
     per_class = test.get("per_class_accuracy") or {}
     if per_class:
-        html += _table(["class", "accuracy"], [[c, _fmt(a)] for c, a in per_class.items()])
+        html += _table(["class", "accuracy"], [[c, short(a)] for c, a in per_class.items()])
     extra = {k: v for k, v in test.items() if k not in _KNOWN_TEST_KEYS and _is_scalar(v)}
     if extra:
-        html += _table(["more test fields", ""], [[k, _fmt(v)] for k, v in extra.items()])
+        html += _table(["more test fields", ""], [[k, short(v)] for k, v in extra.items()])
     return html + (per_class_image.tag() if per_class_image else "")
 
 
@@ -214,16 +215,16 @@ def _reevaluation_html(section: Mapping[str, Any] | None, metric: str) -> str:
     candidates = section.get("candidates") or []
     intro = (
         f"<p>Chosen by reevaluation: the {len(candidates)} best configurations trained "
-        f"{escape(_fmt(section.get('seeds')))} more times each, before the test split was "
+        f"{escape(short(section.get('seeds')))} more times each, before the test split was "
         f"used; the best mean {escape(metric)} of the new runs won.</p>"
     )
     rows = [
         [
-            _fmt(c.get("trial_id")),
-            _fmt(c.get("tuned")),
-            ", ".join(_fmt(score) for score in c.get("scores") or []),
-            _fmt(c.get("mean")),
-            _fmt(c.get("std")),
+            short(c.get("trial_id")),
+            short(c.get("tuned")),
+            ", ".join(short(score) for score in c.get("scores") or []),
+            short(c.get("mean")),
+            short(c.get("std")),
             "chosen" if c.get("trial_id") == section.get("chosen") else "",
         ]
         for c in candidates
@@ -242,13 +243,13 @@ def _final_model_text(final: Mapping[str, Any] | None, best: Mapping[str, Any]) 
             f"{models[0].get('epochs')} epochs, seed(s) {seeds}; each tested once."
         )
     epoch = models[0].get("epochs") if models else best.get("checkpoint_epoch")
-    return f"Final model: the best trial's checkpoint of epoch {_fmt(epoch)}, tested once."
+    return f"Final model: the best trial's checkpoint of epoch {short(epoch)}, tested once."
 
 
 def _final_models_table(models: Sequence[Mapping[str, Any]]) -> str:
     if len(models) < 2:
         return ""
-    rows = [[_fmt(model.get(column)) for column in _MODEL_COLUMNS] for model in models]
+    rows = [[short(model.get(column)) for column in _MODEL_COLUMNS] for model in models]
     return _table(list(_MODEL_COLUMNS), rows)
 
 
@@ -323,7 +324,7 @@ def _lineage_html(events: Sequence[Mapping[str, Any]], image: Image | None) -> s
             str(e["epoch"]),
             str(e["donor"]),
             str(e["trial_id"]),
-            ", ".join(f"{k} = {_fmt(v)}" for k, v in sorted(e.get("new_values", {}).items())),
+            ", ".join(f"{k} = {short(v)}" for k, v in sorted(e.get("new_values", {}).items())),
         ]
         for e in events
     ]
@@ -386,11 +387,3 @@ def _table(
         cells = "".join(f"<td>{escape(c) if escape_cells else c}</td>" for c in row)
         body.append(f"<tr{css}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)

@@ -29,6 +29,7 @@ from tuning.report.data import (
     TrialView,
     lr_batch_points,
 )
+from tuning.values import short
 
 # plotly marker symbols for a trial's last point, matching plots.END_MARKERS.
 END_SYMBOLS = {
@@ -230,9 +231,5 @@ def _dimension(column: Column, rows: list[int]) -> dict[str, Any]:
 
 def _hover(trial: TrialView, metric: str) -> str:
     score = f"{trial.best:.4f}" if trial.best is not None else "none"
-    tuned = "<br>".join(f"{k} = {_short(v)}" for k, v in sorted(trial.tuned.items()))
+    tuned = "<br>".join(f"{k} = {short(v)}" for k, v in sorted(trial.tuned.items()))
     return f"{trial.trial_id} ({STATUS_LABELS[trial.status]})<br>best {metric} {score}<br>{tuned}"
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

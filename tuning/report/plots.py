@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatterSciNotation, NullLocator
 
 from trainables import metrics as m
-from tuning.history import finite_series, is_finite
+from tuning.history import finite_series
 from tuning.report.analysis import (
     CURVES_ONE_BY_ONE,
     CURVES_TOP_DRAWN,
@@ -375,7 +375,3 @@ def _spans_a_decade(trials: Sequence[TrialView], key: str) -> bool:
     """Positive values whose largest is over ten times the smallest: a log axis reads better."""
     values = [v for t in trials for v in finite_series(t.history, key)[1]]
     return bool(values) and min(values) > 0 and max(values) > 10 * min(values)
-
-
-def _positive(value: Any) -> bool:
-    return is_finite(value) and float(value) > 0
