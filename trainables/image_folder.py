@@ -8,6 +8,7 @@ raising, since a raise inside a worker reaches the user as a 20-line traceback.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -85,7 +86,7 @@ def choose_image_size(shorter_sides: list[int]) -> int:
         raise ValueError("choose_image_size needs the size of at least one image, got none")
     low, high = AUTO_SIZE_RANGE
     median = float(np.median(shorter_sides))
-    rounded = AUTO_SIZE_MULTIPLE * round(median / AUTO_SIZE_MULTIPLE)
+    rounded = AUTO_SIZE_MULTIPLE * math.floor(median / AUTO_SIZE_MULTIPLE + 0.5)  # half up
     return int(min(max(rounded, low), high))
 
 

