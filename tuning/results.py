@@ -36,9 +36,8 @@ from tuning.final import (
 from tuning.history import best_epoch_of, epoch_rows
 from tuning.layout import trial_id_of
 from tuning.reevaluate import pick, reevaluate, top_trials
+from tuning.status import TrialStatus
 from tuning.values import short
-
-_ELIGIBLE = ("completed", "stopped_early", "early_stopped")  # may be the best trial
 
 
 class NoUsableTrialError(RuntimeError):
@@ -105,11 +104,12 @@ def summarize(
         "metric": metric,
         "mode": mode,
         "num_trials": len(trials),
-        "num_errored": status_counts["error"],
-        "num_stopped_early": status_counts["stopped_early"],
-        "num_early_stopped": status_counts["early_stopped"],
-        "num_diverged": status_counts["diverged"],
-        "num_infeasible": status_counts["infeasible"],
+        "num_errored": status_counts[TrialStatus.error],
+        "num_stopped_early": status_counts[TrialStatus.stopped_early],
+        # Stopped by their own patience; the key predates the status's new name.
+        "num_early_stopped": status_counts[TrialStatus.patience_stopped],
+        "num_diverged": status_counts[TrialStatus.diverged],
+        "num_infeasible": status_counts[TrialStatus.infeasible],
         "best": {
             "trial_id": best_record["trial_id"],
             "config": best_config,
@@ -134,7 +134,7 @@ def summarize(
 
 
 def _eligible(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [t for t in trials if t["status"] in _ELIGIBLE and t["best"] is not None]
+    return [t for t in trials if TrialStatus(t["status"]).can_win and t["best"] is not None]
 
 
 def _reevaluated_best(
@@ -175,7 +175,7 @@ def _compute(trials: list[dict[str, Any]]) -> dict[str, Any]:
     """Epochs spent against what FIFO would have spent on the same trials."""
     spent = sum(t["epochs"] for t in trials)
     fifo = sum(t["planned_epochs"] for t in trials)
-    stopped_at = Counter(t["epochs"] for t in trials if t["status"] == "stopped_early")
+    stopped_at = Counter(t["epochs"] for t in trials if t["status"] == TrialStatus.stopped_early)
     return {
         "epochs": spent,
         "fifo_epochs": fifo,
@@ -218,23 +218,21 @@ def _status(result: tune.Result, epochs: int, planned: int) -> str:
     return classify_status(result.error is not None, result.metrics or {}, epochs, planned)
 
 
-def classify_status(errored: bool, last: Mapping[str, Any], epochs: int, planned: int) -> str:
-    """How a trial ended, from its last reported result and the epochs it ran of `planned`.
-
-    One of: error, infeasible, diverged, early_stopped (its own patience ran out),
-    stopped_early (the scheduler stopped it), completed.
-    """
+def classify_status(
+    errored: bool, last: Mapping[str, Any], epochs: int, planned: int
+) -> TrialStatus:
+    """How a trial ended, from its last reported result and the epochs it ran of `planned`."""
     if errored:
-        return "error"
+        return TrialStatus.error
     if last.get(m.INFEASIBLE):
-        return "infeasible"  # e.g. its batch did not fit its GPU share; see `error`
+        return TrialStatus.infeasible
     if last.get(m.DIVERGED):
-        return "diverged"  # a loss became NaN or infinite; the trial ended itself
-    if last.get(m.EARLY_STOPPED):
-        return "early_stopped"  # the trial's own patience ran out
+        return TrialStatus.diverged
+    if last.get(m.EARLY_STOPPED):  # the metric flag keeps its old name in progress.csv
+        return TrialStatus.patience_stopped
     if epochs < planned:
-        return "stopped_early"  # the scheduler (ASHA, median, HyperBand) stopped it
-    return "completed"
+        return TrialStatus.stopped_early
+    return TrialStatus.completed
 
 
 def _error_text(result: tune.Result) -> str | None:

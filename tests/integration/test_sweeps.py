@@ -180,7 +180,7 @@ def test_summary_names_trials_that_stopped_themselves_early(
     summary = run_sweep(validate_experiment(raw), storage=str(tmp_path), name="es").summary
 
     by_lr = {t["tuned"]["optimizer.lr"]: t for t in summary["trials"]}
-    assert by_lr[1.0e-9]["status"] == "early_stopped" and by_lr[1.0e-9]["epochs"] == 3
+    assert by_lr[1.0e-9]["status"] == "patience_stopped" and by_lr[1.0e-9]["epochs"] == 3
     assert summary["num_early_stopped"] >= 1
     assert summary["num_stopped_early"] == 0  # FIFO stops nothing itself
 

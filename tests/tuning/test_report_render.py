@@ -93,7 +93,7 @@ def view(small_experiment) -> SweepView:
     trials = [
         trial("t_completed", "completed", history([0.3, 0.5, 0.7, 0.8, 0.85, 0.9]), adam(3e-3, 64)),
         trial("t_stopped", "stopped_early", history([0.2, 0.3]), sgd(1e-2, 32, 0.9)),
-        trial("t_patience", "early_stopped", history([0.1, 0.1, 0.1]), adam(1e-5, 128)),
+        trial("t_patience", "patience_stopped", history([0.1, 0.1, 0.1]), adam(1e-5, 128)),
         trial("t_diverged", "diverged", history([0.2], diverged_at=2), sgd(3.0, 16, 0.5)),
         trial("t_error", "error", [], adam(1e-3, 16)),
         trial("t_running", "running", history([0.3, 0.6, 0.7, 0.75]), sgd(5e-2, 64, 0.8)),
@@ -130,7 +130,7 @@ def test_render_report_lists_every_status_and_says_there_is_no_test_result_yet(r
     for status in (
         "completed",
         "stopped_early",
-        "early_stopped",
+        "patience_stopped",
         "diverged",
         "error",
         "running",

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from schedulers import ASHASettings, HyperBandSettings, MedianStoppingSettings, SchedulerSettings
+from tuning.status import TrialStatus
 from tuning.values import is_number
 
 MIN_TRIALS_FOR_IMPORTANCE = 8  # fewer scored trials and a forest's importances are noise
 # Schedulers that stop trials by comparing them (PBT-style ones: settings.mutates_config).
 STOPPING_SCHEDULERS = ("asha", "hyperband", "median")
-SCHEDULER_STOP = "stopped_early"  # classify_status's name for a trial the scheduler stopped
+SCHEDULER_STOP = TrialStatus.stopped_early
 # Above this many trials, learning curves are drawn as a band and the best few trials,
 # not as one line per trial (a thousand overlapping lines say nothing).
 CURVES_ONE_BY_ONE = 40

@@ -31,28 +31,33 @@ from tuning.experiment import Experiment, validate_experiment
 from tuning.history import best_epoch_of, epoch_rows
 from tuning.layout import EXPERIMENT_FILE, PROGRESS_FILE, SUMMARY_FILE
 from tuning.results import classify_status
+from tuning.status import TrialStatus
 from tuning.values import is_finite
 from tuning.yaml_io import parse_yaml_mapping
 
 logger = logging.getLogger(__name__)
 
 # Tune's states of a trial that has not ended, as the report names them.
-_UNFINISHED = {"RUNNING": "running", "PENDING": "pending", "PAUSED": "paused"}
-# How each status reads in the report.
-STATUS_LABELS = {
-    "completed": "completed",
-    "stopped_early": "stopped by scheduler",
-    "early_stopped": "early-stopped (own patience)",
-    "diverged": "diverged",
-    "error": "error",
-    "infeasible": "infeasible",
-    "running": "running",
-    "pending": "pending",
-    "paused": "paused",
+_UNFINISHED = {
+    "RUNNING": TrialStatus.running,
+    "PENDING": TrialStatus.pending,
+    "PAUSED": TrialStatus.paused,
 }
-# Statuses whose trials may lead the sweep (as in tuning.results, plus unfinished ones:
+# How each status reads in the report.
+STATUS_LABELS: dict[str, str] = {  # keyed by TrialStatus (a str)
+    TrialStatus.completed: "completed",
+    TrialStatus.stopped_early: "stopped by scheduler",
+    TrialStatus.patience_stopped: "stopped by its own patience",
+    TrialStatus.diverged: "diverged",
+    TrialStatus.error: "error",
+    TrialStatus.infeasible: "infeasible",
+    TrialStatus.running: "running",
+    TrialStatus.pending: "pending",
+    TrialStatus.paused: "paused",
+}
+# Statuses whose trials may lead the sweep (those that can win, plus unfinished ones:
 # a PBT trial waiting its turn is "pending" with epochs behind it).
-_ELIGIBLE = ("completed", "stopped_early", "early_stopped", "running", "paused", "pending")
+_ELIGIBLE = {status for status in TrialStatus if status.can_win} | set(_UNFINISHED.values())
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class TrialView:
     """One trial as the report shows it."""
 
     trial_id: str
-    status: str  # classify_status's names, or running / pending / paused
+    status: TrialStatus
     tuned: dict[str, Any]  # dotted path -> value, only the tuned parameters
     config: dict[str, Any]  # the whole training config, flattened to dotted paths
     history: list[dict[str, Any]]  # one row per epoch, in epoch order
@@ -209,7 +214,8 @@ def _trial_view(
 
 def _as_summarized(trial: TrialView, record: dict[str, Any]) -> TrialView:
     """`trial` with the status and error that summary.json recorded for it."""
-    return replace(trial, status=record["status"], error=record.get("error") or trial.error)
+    status = TrialStatus.read(record["status"])  # also an older sweep's spelling
+    return replace(trial, status=status, error=record.get("error") or trial.error)
 
 
 def _progress_rows(trial: Trial, analysis: tune.ExperimentAnalysis) -> list[dict[str, Any]]:
@@ -244,7 +250,7 @@ def rank_trials(
     return sorted(
         trials,
         key=lambda t: (
-            t.best is None or t.status == "diverged",
+            t.best is None or t.status == TrialStatus.diverged,
             sign * (t.best or 0.0),
             t.trial_id != best_trial_id,
             t.best_epoch if t.best_epoch is not None else math.inf,

@@ -29,19 +29,20 @@ from tuning.report.data import (
     TrialView,
     lr_batch_points,
 )
+from tuning.status import TrialStatus
 from tuning.values import short
 
 # plotly marker symbols for a trial's last point, matching plots.END_MARKERS.
-END_SYMBOLS = {
-    "completed": "circle",
-    "stopped_early": "x",
-    "early_stopped": "square-open",
-    "diverged": "triangle-down",
-    "error": "x-thin-open",
-    "infeasible": "x-thin-open",
-    "running": "triangle-right",
-    "paused": "line-ns-open",
-    "pending": "circle-open",
+END_SYMBOLS: dict[str, str] = {
+    TrialStatus.completed: "circle",
+    TrialStatus.stopped_early: "x",
+    TrialStatus.patience_stopped: "square-open",
+    TrialStatus.diverged: "triangle-down",
+    TrialStatus.error: "x-thin-open",
+    TrialStatus.infeasible: "x-thin-open",
+    TrialStatus.running: "triangle-right",
+    TrialStatus.paused: "line-ns-open",
+    TrialStatus.pending: "circle-open",
 }
 _CONFIG = {"displaylogo": False, "responsive": True}
 

@@ -33,18 +33,19 @@ from tuning.report.data import (
     TrialView,
     lr_batch_points,
 )
+from tuning.status import TrialStatus
 
 # Marker at a trial's last point, by how it ended: (marker, colour, size).
 END_MARKERS: dict[str, tuple[str, str, float]] = {
-    "completed": ("o", "#2b6cb0", 5),
-    "stopped_early": ("x", "black", 9),
-    "early_stopped": ("s", "#805ad5", 7),
-    "diverged": ("v", "#e53e3e", 9),
-    "error": ("X", "#e53e3e", 9),
-    "infeasible": ("X", "#dd6b20", 9),
-    "running": (">", "#38a169", 8),
-    "paused": ("|", "#38a169", 10),
-    "pending": (".", "grey", 5),
+    TrialStatus.completed: ("o", "#2b6cb0", 5),
+    TrialStatus.stopped_early: ("x", "black", 9),
+    TrialStatus.patience_stopped: ("s", "#805ad5", 7),
+    TrialStatus.diverged: ("v", "#e53e3e", 9),
+    TrialStatus.error: ("X", "#e53e3e", 9),
+    TrialStatus.infeasible: ("X", "#dd6b20", 9),
+    TrialStatus.running: (">", "#38a169", 8),
+    TrialStatus.paused: ("|", "#38a169", 10),
+    TrialStatus.pending: (".", "grey", 5),
 }
 _DPI = 110
 
