@@ -177,8 +177,8 @@ def _run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, args.overrides)
     _check_address(args.address)
     # Only a valid experiment reaches the heavy stack: the runner imports torch and Ray.
-    from tuning.results import format_summary
     from tuning.runner import run_sweep
+    from tuning.summary_text import format_summary
 
     outcome = run_sweep(experiment, storage=args.storage, name=args.name, address=args.address)
     print(format_summary(outcome.summary))
@@ -188,8 +188,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     _prepare_ray(args.address)
-    from tuning.results import format_summary
     from tuning.runner import resume_sweep
+    from tuning.summary_text import format_summary
 
     _check_address(args.address)
     outcome = resume_sweep(args.directory, address=args.address)

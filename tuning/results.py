@@ -27,6 +27,7 @@ from tuning import space
 from tuning.diagnosis import diagnose
 from tuning.experiment import Experiment
 from tuning.final import (
+    FinalModel,
     HeldOutTest,
     best_checkpoint_model,
     evaluate_once,
@@ -37,7 +38,6 @@ from tuning.history import best_epoch_of, epoch_rows
 from tuning.layout import trial_id_of
 from tuning.reevaluate import pick, reevaluate, top_trials
 from tuning.status import TrialStatus
-from tuning.values import short
 
 
 class NoUsableTrialError(RuntimeError):
@@ -54,14 +54,34 @@ class FinalContext:
     pretrained: Mapping[str, StateDict | None]
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The sweep's winner, as `choose_best` picked it."""
+
+    record: dict[str, Any]  # its trial record (see _trial_record)
+    result: tune.Result
+    reevaluation: dict[str, Any] | None  # summary.json's `reevaluation`, if asked for
+
+
 def summarize(
     results: tune.ResultGrid, experiment: Experiment, final: FinalContext, wall_seconds: float
 ) -> dict[str, Any]:
     """Pick the best trial, make the final model(s) and test each once on the test split."""
+    by_id = {result_trial_id(results[i]): results[i] for i in range(len(results))}
+    trials, lineage = trial_records(by_id, experiment, final.splits.tuning.info.num_classes)
+    choice = choose_best(trials, by_id, experiment, final)
+    models = final_models(choice, experiment, final)
+    held_out = HeldOutTest(final.splits.test, experiment.resources.cpu, final.gpu)
+    test = test_summary(models, [evaluate_once(held_out, m, final.location) for m in models])
+    return build_summary(experiment, trials, lineage, choice, models, test, wall_seconds)
+
+
+def trial_records(
+    by_id: Mapping[str, tune.Result], experiment: Experiment, num_classes: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every trial's record for summary.json, and PBT's merged lineage (empty otherwise)."""
     metric, mode = experiment.metric, experiment.resolved_mode
     tuned_paths = space.tuned_paths(experiment.train)
-    num_classes = final.splits.tuning.info.num_classes
-    by_id = {result_trial_id(results[i]): results[i] for i in range(len(results))}
     trials = [
         _trial_record(result, metric, mode, tuned_paths, num_classes) for result in by_id.values()
     ]
@@ -70,7 +90,17 @@ def summarize(
         lineage = merge_lineage(*(_lineage(result) for result in by_id.values()))
         for record in trials:
             record["lineage"] = [e for e in lineage if e["trial_id"] == record["trial_id"]]
-    best_record = _best_trial(trials, mode)
+    return trials, lineage
+
+
+def choose_best(
+    trials: list[dict[str, Any]],
+    by_id: Mapping[str, tune.Result],
+    experiment: Experiment,
+    final: FinalContext,
+) -> Choice:
+    """The best trial by its best epoch, or by reevaluation when final.reevaluate asks."""
+    best_record = _best_trial(trials, experiment.resolved_mode)
     if best_record is None:
         statuses = Counter(t["status"] for t in trials)
         raise NoUsableTrialError(
@@ -80,29 +110,46 @@ def summarize(
     reevaluation = None
     if experiment.final.reevaluate is not None:
         best_record, reevaluation = _reevaluated_best(trials, by_id, experiment, final)
-    best = by_id[best_record["trial_id"]]
-    best_config = TrainConfig.model_validate(best.config).model_dump(mode="json")
-    checkpoint_model = best_checkpoint_model(best, metric, mode)
-    models = (
-        [checkpoint_model]
-        if experiment.final.protocol == "best_checkpoint"
-        else retrained_models(
-            experiment,
-            best_config,
-            best_record["best_epoch"],
-            final.splits.tuning,
-            final.location,
-            final.gpu,
-            final.pretrained,
-        )
+    return Choice(best_record, by_id[best_record["trial_id"]], reevaluation)
+
+
+def final_models(choice: Choice, experiment: Experiment, final: FinalContext) -> list[FinalModel]:
+    """The model(s) the test split will score, as final.protocol says (tuning.final)."""
+    if experiment.final.protocol == "best_checkpoint":
+        return [best_checkpoint_model(choice.result, experiment.metric, experiment.resolved_mode)]
+    return retrained_models(
+        experiment,
+        _json_config(choice.result),
+        choice.record["best_epoch"],
+        final.splits.tuning,
+        final.location,
+        final.gpu,
+        final.pretrained,
     )
-    held_out = HeldOutTest(final.splits.test, experiment.resources.cpu, final.gpu)
-    test = test_summary(models, [evaluate_once(held_out, m, final.location) for m in models])
+
+
+def build_summary(
+    experiment: Experiment,
+    trials: list[dict[str, Any]],
+    lineage: list[dict[str, Any]],
+    choice: Choice,
+    models: list[FinalModel],
+    test: dict[str, Any],
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """summary.json: the keys of the contract in ../shared/DESIGN.md, and more."""
+    metric, best = experiment.metric, choice.record
+    # The epoch of the checkpoint tested, or (retrain) of the one the trial kept.
+    checkpoint_model = (
+        models[0]
+        if experiment.final.protocol == "best_checkpoint"
+        else best_checkpoint_model(choice.result, metric, experiment.resolved_mode)
+    )
     status_counts = Counter(t["status"] for t in trials)
     return {
         "experiment": experiment.name,
         "metric": metric,
-        "mode": mode,
+        "mode": experiment.resolved_mode,
         "num_trials": len(trials),
         "num_errored": status_counts[TrialStatus.error],
         "num_stopped_early": status_counts[TrialStatus.stopped_early],
@@ -111,26 +158,30 @@ def summarize(
         "num_diverged": status_counts[TrialStatus.diverged],
         "num_infeasible": status_counts[TrialStatus.infeasible],
         "best": {
-            "trial_id": best_record["trial_id"],
-            "config": best_config,
-            metric: best_record["best"],
-            "epochs": best_record["epochs"],
-            "best_epoch": best_record["best_epoch"],
+            "trial_id": best["trial_id"],
+            "config": _json_config(choice.result),
+            metric: best["best"],
+            "epochs": best["epochs"],
+            "best_epoch": best["best_epoch"],
             "checkpoint_epoch": int(checkpoint_model.state["epoch"]),
-            "path": best.path,
-            "diagnosis": best_record["diagnosis"],
+            "path": choice.result.path,
+            "diagnosis": best["diagnosis"],
         },
         "final": {
             "protocol": experiment.final.protocol,
             "models": [model.describe() for model in models],
         },
         "test": test,
-        **({"reevaluation": reevaluation} if reevaluation is not None else {}),
+        **({"reevaluation": choice.reevaluation} if choice.reevaluation is not None else {}),
         "compute": _compute(trials),
         "wall_seconds": round(wall_seconds, 2),
         "trials": trials,
         "lineage": lineage,
     }
+
+
+def _json_config(result: tune.Result) -> dict[str, Any]:
+    return TrainConfig.model_validate(result.config).model_dump(mode="json")
 
 
 def _eligible(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -139,7 +190,7 @@ def _eligible(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _reevaluated_best(
     trials: list[dict[str, Any]],
-    by_id: dict[str, tune.Result],
+    by_id: Mapping[str, tune.Result],
     experiment: Experiment,
     final: FinalContext,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -256,90 +307,3 @@ def result_trial_id(result: tune.Result) -> str:
     Not the last result's `trial_id`: after a PBT exploit that names the donor.
     """
     return trial_id_of(Path(result.path).name)
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """The closing lines the CLI prints."""
-    best, test, metric, compute = (
-        summary["best"],
-        summary["test"],
-        summary["metric"],
-        summary["compute"],
-    )
-    tuned: dict[str, Any] = next(
-        (t["tuned"] for t in summary["trials"] if t["trial_id"] == best["trial_id"]), {}
-    )
-    lines = [
-        f"Sweep {summary['experiment']!r}: {summary['num_trials']} trials, "
-        f"{summary['num_stopped_early']} stopped early by the scheduler, "
-        f"{summary['num_early_stopped']} by their own early stopping, "
-        f"{summary['num_diverged']} diverged, {summary['num_errored']} errored, "
-        f"{summary['wall_seconds']:.0f} s",
-        f"Compute: {compute['epochs']} epochs, {compute['fraction_of_fifo']:.0%} of the "
-        f"{compute['fifo_epochs']} a FIFO sweep of these trials would run",
-        f"Best trial {best['trial_id']}: {metric}={best[metric]:.4f} at epoch {best['best_epoch']} "
-        f"of {best['epochs']}",
-    ]
-    lines += [f"  {key} = {short(value)}" for key, value in sorted(tuned.items())]
-    if summary["lineage"]:
-        lines.append(f"PBT exploits: {len(summary['lineage'])} (see lineage in summary.json)")
-    diagnosis = best["diagnosis"]
-    lines.append(f"Diagnosis of the best trial: {diagnosis['verdict']}")
-    lines += [f"  because {reason}" for reason in diagnosis["reasons"]]
-    lines += [f"  try: {remedy}" for remedy in diagnosis["remedies"]]
-    if "reevaluation" in summary:
-        lines += _reevaluation_lines(summary["reevaluation"], metric)
-    lines.append(_final_line(summary["final"]))
-    low, high = test["accuracy_ci95"]
-    lines.append(
-        f"Test (held out, evaluated once per final model): accuracy={test['accuracy']:.4f} "
-        f"(95% CI {low:.3f}-{high:.3f}) loss={test['loss']:.4f} on {test['num_examples']} examples"
-    )
-    if "seed_spread" in test:
-        spread = test["seed_spread"]
-        lines.append(
-            f"  over {spread['seeds']} seeds: std {spread['std']:.4f}, "
-            f"min {spread['min']:.4f}, max {spread['max']:.4f}"
-        )
-    lines.append(_per_class_line(test["per_class_accuracy"]))
-    return "\n".join(lines)
-
-
-def _per_class_line(per_class: dict[str, float], most: int = 10) -> str:
-    """Accuracy per class; with more than `most` classes, the `most` worst."""
-    shown = sorted(per_class.items(), key=lambda item: item[1])[:most]
-    if len(per_class) <= most:
-        shown = list(per_class.items())
-        title = "  per class:"
-    else:
-        title = f"  per class, the {most} worst of {len(per_class)} (all in summary.json):"
-    return " ".join([title, *(f"{name} {accuracy:.3f}" for name, accuracy in shown)])
-
-
-def _reevaluation_lines(section: dict[str, Any], metric: str) -> list[str]:
-    lines = [
-        f"Reevaluated the {len(section['candidates'])} best configurations with "
-        f"{section['seeds']} more seeds each (mean {metric} of the new runs):"
-    ]
-    for candidate in section["candidates"]:
-        std = candidate["std"]
-        lines.append(
-            f"  {candidate['trial_id']}: tuned {candidate['tuned']:.4f}, "
-            f"mean {candidate['mean']:.4f}"
-            + ("" if std is None else f" (std {std:.4f})")
-            + ("  <- chosen" if candidate["trial_id"] == section["chosen"] else "")
-        )
-    return lines
-
-
-def _final_line(final: dict[str, Any]) -> str:
-    models = final["models"]
-    if final["protocol"] == "best_checkpoint":
-        return (
-            f"Final model: the best trial's best kept checkpoint, from epoch {models[0]['epochs']}"
-        )
-    seeds = ", ".join(str(model["seed"]) for model in models)
-    return (
-        f"Final model: the best config retrained on train+val for {models[0]['epochs']} "
-        f"epochs, seed(s) {seeds}"
-    )
