@@ -20,18 +20,18 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.functional import pil_to_tensor
 
-from trainables.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from trainables.checkpoint import CHECKPOINT_FILE, FORMAT_VERSION, load_checkpoint
 from trainables.compute import Normalizer
 from trainables.config import TrainConfig
 from trainables.data import DatasetInfo
-from trainables.models import build_model, input_stats
+from trainables.loop import model_from_state
+from trainables.models import input_stats
 from tuning.errors import ConfigError
 from tuning.layout import CHECKPOINT_PREFIX, SUMMARY_FILE, final_model_dir
 
 MODEL_DIR = "model"
 WEIGHTS_FILE = "weights.pt"
 MODEL_FILE = "model.json"
-FORMAT_VERSION = 1
 RESIZE = "PIL bilinear resize to input_shape's (H, W), after converting to L (1 channel) or RGB"
 
 Preprocess = Callable[[Image.Image], torch.Tensor]
@@ -111,12 +111,8 @@ def load_exported(model_dir: str | Path) -> tuple[nn.Module, Preprocess, list[st
     """
     model_dir = Path(model_dir).expanduser().resolve()
     description = _read_model_description(model_dir)
-    config = TrainConfig.model_validate(description["config"])
-    info = DatasetInfo.from_dict(description["data_info"])
-    model = build_model(config.model, info, pretrained=None)
     weights = torch.load(model_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    model.load_state_dict(weights)
-    model.eval()
+    model = model_from_state({**description, "model": weights})
     prep = description["preprocessing"]
     normalize = Normalizer(tuple(prep["mean"]), tuple(prep["std"]), torch.device("cpu"))
     channels, height, width = (int(n) for n in prep["input_shape"])

@@ -16,7 +16,6 @@ an fp32 pass on the driver's CPU.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import statistics
@@ -29,7 +28,12 @@ import ray
 import torch
 from ray import tune
 
-from trainables.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from trainables.checkpoint import (
+    CHECKPOINT_FILE,
+    load_checkpoint,
+    state_from_bytes,
+    state_to_bytes,
+)
 from trainables.config import TrainConfig
 from trainables.data import ImageSplit, TuningData
 from trainables.loop import model_from_state, normalizer_from_state, predict_split
@@ -123,7 +127,7 @@ def retrained_models(
         data_ref, pretrained_ref = ray.put(data), ray.put(dict(pretrained))
         refs = [task.remote(configs[name], data_ref, epochs, pretrained_ref) for name in missing]
         for name, state in zip(missing, ray.get(refs), strict=True):
-            write_bytes(location, _state_file(name), _serialize(state))
+            write_bytes(location, _state_file(name), state_to_bytes(state))
             states[name] = state
     return [
         FinalModel(name, state, final_model_dir(name), trained_on="train+val")
@@ -255,7 +259,7 @@ def load_final_state(location: str, name: str) -> dict[str, Any] | None:
     data = read_bytes(location, _state_file(name))
     if data is None:
         return None
-    return dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+    return state_from_bytes(data, f"{location}/{_state_file(name)}")
 
 
 def _saved_state(
@@ -271,9 +275,3 @@ def _saved_state(
 
 def _state_file(name: str) -> str:
     return f"{final_model_dir(name)}/{CHECKPOINT_FILE}"
-
-
-def _serialize(state: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()

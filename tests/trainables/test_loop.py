@@ -226,3 +226,21 @@ def test_validation_metrics_of_an_epoch_equal_a_plain_evaluation(digits_splits):
     loss, accuracy = evaluate(trainer.model, digits_splits.tuning.val, normalize, batch_size=500)
     assert metrics[m.VAL_ACC] == pytest.approx(accuracy)
     assert metrics[m.VAL_LOSS] == pytest.approx(loss, rel=1e-5)
+
+
+def test_the_checkpoint_codec_refuses_another_format_with_the_file_named(tmp_path):
+    import pytest
+    import torch
+
+    from trainables.checkpoint import (
+        CHECKPOINT_FILE,
+        load_checkpoint,
+        state_from_bytes,
+        state_to_bytes,
+    )
+
+    state = {"epoch": 3, "model": {"w": torch.ones(2)}}
+    assert state_from_bytes(state_to_bytes(state), "x")["epoch"] == 3
+    torch.save({"format": 99, **state}, tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(ValueError, match=rf"{CHECKPOINT_FILE}: checkpoint format 99"):
+        load_checkpoint(tmp_path)
