@@ -18,15 +18,15 @@ from schedulers.settings import (
 # themselves, so a model-based searcher would fight them; synchronous HyperBand pauses
 # and resumes trials in brackets that a sequential model-based searcher does not follow.
 COMPATIBLE_SEARCHERS: dict[str, tuple[str, ...]] = {
-    "fifo": ("grid", "random", "hyperopt"),
-    "asha": ("grid", "random", "hyperopt"),
-    "median": ("grid", "random", "hyperopt"),
+    "fifo": ("grid", "random", "hyperopt", "optuna"),
+    "asha": ("grid", "random", "hyperopt", "optuna"),
+    "median": ("grid", "random", "hyperopt", "optuna"),
     "hyperband": ("grid", "random"),
     "pbt": ("grid", "random"),
     "pb2": ("grid", "random"),
 }
 _INSTEAD = {
-    "hyperband": "use scheduler.name: asha (asynchronous HyperBand) to keep hyperopt",
+    "hyperband": "use scheduler.name: asha (asynchronous HyperBand) to keep hyperopt or optuna",
     "pbt": "PBT picks and mutates configurations itself; seed it with random or grid",
     "pb2": "PB2 picks and mutates configurations itself; seed it with random or grid",
 }

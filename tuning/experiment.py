@@ -28,7 +28,7 @@ MAX_TRIALS = 10_000  # trials in one sweep: num_samples x grid points; beyond, a
 class SearchSettings(StrictModel):
     """How configurations are proposed."""
 
-    algorithm: Literal["grid", "random", "hyperopt"] = "hyperopt"
+    algorithm: Literal["grid", "random", "hyperopt", "optuna"] = "hyperopt"
     num_samples: int | None = Field(
         None,
         ge=1,
@@ -37,7 +37,7 @@ class SearchSettings(StrictModel):
     )
     max_concurrent: int | None = Field(None, ge=1, description="trials at once; default: what fits")
     initial_points: int = Field(
-        5, ge=1, description="hyperopt: random trials before TPE takes over"
+        5, ge=1, description="hyperopt, optuna: random trials before TPE takes over"
     )
     seed: int = Field(0, ge=0)
 
@@ -233,9 +233,9 @@ def _cross_errors(experiment: Experiment) -> list[str]:
             "optimizes: drop train.early_stopping.metric"
         )
     algorithm, train = experiment.search.algorithm, experiment.train
-    if algorithm == "hyperopt" and space.has_domain(train, ("grid",)):
+    if algorithm in ("hyperopt", "optuna") and space.has_domain(train, ("grid",)):
         errors.append(
-            "search.algorithm=hyperopt cannot search a {grid: [...]} domain; write it as "
+            f"search.algorithm={algorithm} cannot search a {{grid: [...]}} domain; write it as "
             "{choice: [...]}, or use search.algorithm: grid"
         )
     if algorithm == "grid":

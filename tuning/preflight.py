@@ -157,7 +157,8 @@ def experiment_warnings(experiment: Experiment) -> list[str]:
             f"scheduler {experiment.scheduler.name} with {experiment.num_trials} trial has "
             "no population to exploit; raise search.num_samples (4 or more)"
         )
-    if search.algorithm == "hyperopt" and search.initial_points >= search.resolved_num_samples:
+    tpe = search.algorithm in ("hyperopt", "optuna")
+    if tpe and search.initial_points >= search.resolved_num_samples:
         warnings.append(
             f"search.initial_points={search.initial_points} >= search.num_samples="
             f"{search.resolved_num_samples}: every trial is a random one and TPE never "

@@ -328,8 +328,8 @@ def _pretrained_backbones(experiment: Experiment) -> dict[str, StateDict | None]
 def _tune_config(experiment: Experiment, gpu: float) -> tune.TuneConfig:
     search = experiment.search
     max_concurrent = search.max_concurrent
-    if max_concurrent is None and search.algorithm == "hyperopt":
-        # TPE learns only from finished trials: never propose more than can run at once.
+    if max_concurrent is None and search.algorithm in ("hyperopt", "optuna"):
+        # TPE learns from ended trials: never propose more than can run at once.
         max_concurrent = _trials_that_fit(experiment.resources.cpu, gpu)
     return tune.TuneConfig(
         metric=experiment.metric,

@@ -195,6 +195,11 @@ BAD_INPUTS: list[Bad] = [
         "train.optimizer={grid: [{name: sgd}, {name: adam}]}",
         says=["search.algorithm=hyperopt cannot search a {grid: [...]}", "choice"],
     ),
+    run_digits(
+        "search.algorithm=optuna",
+        "train.batch_size={grid: [32, 64]}",
+        says=["search.algorithm=optuna cannot search a {grid: [...]}", "choice"],
+    ),
     # --- train.model -------------------------------------------------------------------
     run_digits("train.model.name=vgg", says=["train.model", "vgg", "'cnn'"]),
     run_digits("train.model.depth=0", says=["train.model.depth", "greater than or equal to 1"]),
@@ -266,7 +271,9 @@ BAD_INPUTS: list[Bad] = [
     run_digits("train=5", says=["train", "valid dictionary", "got 5"]),
     run_digits("train={epochs: 3}", says=["nothing to tune"]),
     # --- search ------------------------------------------------------------------------
-    run_digits("search.algorithm=bayes", says=["search.algorithm", "bayes", "'hyperopt'"]),
+    run_digits(
+        "search.algorithm=bayes", says=["search.algorithm", "bayes", "'hyperopt'", "'optuna'"]
+    ),
     run_digits("search.algorithm=grid", says=["search.algorithm=grid", "train.", "sampled"]),
     run_digits("search.num_samples=0", says=["search.num_samples", "greater than or equal to 1"]),
     run_digits("search.num_samples=many", says=["search.num_samples", "'many'"]),
@@ -302,6 +309,21 @@ BAD_INPUTS: list[Bad] = [
     run_digits("scheduler.reduction_factor=1", says=["scheduler.reduction_factor", "got 1"]),
     run_digits("scheduler.max_t=50", says=["scheduler.max_t=50 exceeds train.epochs=15"]),
     run_digits("scheduler={name: pbt, mutate: [optimizer.lr]}", says=["pbt", "hyperopt", "random"]),
+    run_digits(
+        "search.algorithm=optuna",
+        "scheduler={name: pbt, mutate: [optimizer.lr]}",
+        says=["scheduler.name='pbt'", "search.algorithm='optuna'", "random or grid"],
+    ),
+    run_digits(
+        "search.algorithm=optuna",
+        "scheduler={name: pb2, mutate: [optimizer.lr]}",
+        says=["scheduler.name='pb2'", "search.algorithm='optuna'", "random or grid"],
+    ),
+    run_digits(
+        "search.algorithm=optuna",
+        "scheduler={name: hyperband}",
+        says=["scheduler.name='hyperband'", "search.algorithm='optuna'", "scheduler.name: asha"],
+    ),
     run_digits(
         "search.algorithm=random",
         "scheduler={name: pbt, mutate: [model.width]}",
