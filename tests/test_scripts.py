@@ -68,7 +68,7 @@ def test_submit_refuses_bad_input_before_contacting_any_cluster(capsys):
 
 @pytest.mark.parametrize(
     "name",
-    ["bench_overhead", "bench_schedulers", "gpu_check", "bench_final", "chaos", "bench_scale"],
+    ["bench_schedulers", "gpu_check", "bench_final", "chaos", "bench_scale"],
 )
 def test_benchmark_scripts_import_without_side_effects(name):
     assert callable(load(name).main)
