@@ -28,7 +28,7 @@ from schedulers.settings import (
     PB2Settings,
     SchedulerSettings,
 )
-from trainables.config import flatten
+from trainables.dotted import flatten, get_path, set_path
 
 __all__ = [
     "COMPATIBLE_SEARCHERS",
@@ -100,17 +100,15 @@ def pbt_mutations(paths: list[str], param_space: dict[str, Any]) -> dict[str, An
     """
     mutations: dict[str, Any] = {}
     for path in paths:
-        domain = _lookup(param_space, path)
+        domain = get_path(param_space, path)
         if not isinstance(domain, Domain):
             raise ValueError(
                 f"scheduler.mutate: train.{path} is not a tuned parameter; give it a search "
                 "domain such as {loguniform: [1.0e-4, 1.0e-1]} or {choice: [32, 64, 128]}"
             )
-        *parents, leaf = path.split(".")
-        node = mutations
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = list(domain.categories) if isinstance(domain, Categorical) else domain
+        set_path(
+            mutations, path, list(domain.categories) if isinstance(domain, Categorical) else domain
+        )
     return mutations
 
 
@@ -120,7 +118,7 @@ def pb2_errors(paths: list[str], param_space: dict[str, Any]) -> list[str]:
         f"scheduler.mutate: PB2 needs a numeric range for train.{path} (uniform, loguniform, "
         "randint...); use scheduler.name: pbt to mutate a choice"
         for path in paths
-        if not isinstance(_lookup(param_space, path), Float | Integer)
+        if not isinstance(get_path(param_space, path), Float | Integer)
     ]
 
 
@@ -139,14 +137,11 @@ def clip_to_domains(mutations: dict[str, Any]) -> Callable[[dict], dict]:
 
     def clip(config: dict) -> dict:
         for path, (low, high, integer) in ranges.items():
-            *parents, leaf = path.split(".")
-            node = config
-            for key in parents:
-                node = node[key]
+            value = get_path(config, path)
             if integer:  # Tune's integer upper bounds are exclusive
-                node[leaf] = int(min(max(round(node[leaf]), low), high - 1))
+                set_path(config, path, int(min(max(round(value), low), high - 1)))
             else:
-                node[leaf] = float(min(max(node[leaf], low), high))
+                set_path(config, path, float(min(max(value, low), high)))
         return config
 
     return clip
@@ -160,12 +155,3 @@ def _bounds_of(mutations: dict[str, Any]) -> dict[str, Any]:
         else:
             bounds[key] = [value.lower, value.upper]
     return bounds
-
-
-def _lookup(tree: dict[str, Any], path: str) -> Any:
-    node: Any = tree
-    for key in path.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node

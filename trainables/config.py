@@ -15,17 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from trainables.metrics import OPTIMIZABLE
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config as {dotted.path: value}, the way users name keys in --set."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 class StrictModel(BaseModel):
     """A frozen pydantic model that rejects unknown keys."""
 

@@ -23,8 +23,9 @@ from trainables import metrics as m
 from trainables.augment import Augmenter
 from trainables.batches import BatchFeeder, split_bytes
 from trainables.compute import ComputeFormat, Normalizer
-from trainables.config import ModelConfig, TrainConfig, TransferConfig, flatten
+from trainables.config import ModelConfig, TrainConfig, TransferConfig
 from trainables.data import DatasetInfo, ImageSplit, TuningData
+from trainables.dotted import flatten
 from trainables.gpu import keep_data_on_device
 from trainables.models import build_model
 from trainables.optim import (

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from trainables.config import flatten
+from trainables.dotted import flatten, get_path
 from tuning.errors import describe_validation_error
 
 _RANGE_KINDS = {
@@ -264,9 +264,7 @@ def largest_value(tree: Any, path: str, default: float) -> float:
     """The largest value `path` can take in `tree` (e.g. epochs for ASHA's max_t)."""
     values = []
     for candidate in representatives(tree):
-        node = candidate
-        for key in path.split("."):
-            node = node.get(key) if isinstance(node, dict) else None
+        node = get_path(candidate, path)
         if isinstance(node, int | float):
             values.append(node)
     return max(values) if values else default

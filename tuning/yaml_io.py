@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from trainables.dotted import PathBlocked, set_path
 from tuning.errors import ConfigError
 
 
@@ -158,18 +159,11 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 f"--set {override!r}: the key {key.strip()!r} has an empty part; write dotted "
                 "keys without doubled, leading or trailing dots, e.g. train.optimizer.lr=0.01"
             )
-        path = [part.strip() for part in path]
-        node = result
-        for depth, part in enumerate(path[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                where = ".".join(path[: depth + 1])
-                raise ConfigError(
-                    f"--set {override!r}: {where} is {child!r}, not a mapping, so it has no "
-                    f"key {path[depth + 1]!r}"
-                )
-            node = child
-        node[path[-1]] = parse_yaml(raw_value, f"--set {override!r}")
+        value = parse_yaml(raw_value, f"--set {override!r}")
+        try:
+            set_path(result, [part.strip() for part in path], value)
+        except PathBlocked as blocked:
+            raise ConfigError(f"--set {override!r}: {blocked}") from None
     return result
 
 

@@ -121,3 +121,21 @@ def test_largest_value_finds_the_maximum_over_a_domain():
     assert space.largest_value({"epochs": {"choice": [5, 20, 10]}}, "epochs", 1) == 20
     assert space.largest_value({"epochs": 7}, "epochs", 1) == 7
     assert space.largest_value({}, "epochs", 10) == 10
+
+
+def test_dotted_paths_read_write_and_flatten_one_way():
+    import pytest
+
+    from trainables.dotted import PathBlocked, flatten, get_path, set_path
+
+    tree = {"optimizer": {"name": "adam", "lr": 0.1}, "epochs": 3}
+    assert get_path(tree, "optimizer.lr") == 0.1 and get_path(tree, "optimizer.x.y") is None
+    set_path(tree, "lr_schedule.gamma", 0.5)
+    assert flatten(tree) == {
+        "optimizer.name": "adam",
+        "optimizer.lr": 0.1,
+        "epochs": 3,
+        "lr_schedule.gamma": 0.5,
+    }
+    with pytest.raises(PathBlocked, match="epochs is 3, not a mapping, so it has no key 'x'"):
+        set_path(tree, "epochs.x", 1)

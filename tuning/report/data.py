@@ -22,7 +22,8 @@ from ray.tune.experiment import Trial
 
 from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint
-from trainables.config import TrainConfig, flatten
+from trainables.config import TrainConfig
+from trainables.dotted import flatten
 from trainables.loop import merge_lineage
 from tuning import space
 from tuning.diagnosis import Diagnosis, diagnose
