@@ -25,7 +25,6 @@ from trainables.batches import BatchFeeder, split_bytes
 from trainables.compute import ComputeFormat, Normalizer
 from trainables.config import ModelConfig, TrainConfig, TransferConfig
 from trainables.data import DatasetInfo, ImageSplit, TuningData
-from trainables.dotted import flatten
 from trainables.gpu import keep_data_on_device
 from trainables.models import build_model
 from trainables.optim import (
@@ -123,12 +122,6 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.stopped_early = False
         self.diverged = False
-        # Set by the caller (the Tune adapter: the trial id). A checkpoint written under
-        # another run id and loaded here is a PBT exploit. `lineage` keeps every exploit
-        # event this run or the runs it cloned went through, so the union over a
-        # population's final checkpoints is the population's whole history.
-        self.run_id: str | None = None
-        self.lineage: list[dict[str, Any]] = []
 
     @property
     def finished(self) -> bool:
@@ -235,8 +228,6 @@ class Trainer:
             "plateau": {**asdict(self.plateau), "decays": self.plateau_decays},
             "early_stop": asdict(self.early_stop) if self.early_stop else None,
             "stopped_early": self.stopped_early,
-            "run_id": self.run_id,
-            "lineage": self.lineage,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -255,11 +246,6 @@ class Trainer:
             self.early_stop.best = state["early_stop"]["best"]
             self.early_stop.bad_epochs = state["early_stop"]["bad_epochs"]
         self.stopped_early = bool(state["stopped_early"])
-        events = list(state.get("lineage", []))
-        donor = state.get("run_id")
-        if donor is not None and self.run_id is not None and donor != self.run_id:
-            events.append(_exploit_record(self.run_id, donor, state, self.config))
-        self.lineage = merge_lineage(self.lineage, events)
 
 
 def evaluate(
@@ -381,26 +367,6 @@ def normalizer_from_state(state: dict[str, Any], device: torch.device | None = N
     config = TrainConfig.model_validate(state["config"])
     info = DatasetInfo.from_dict(state["data_info"])
     return Normalizer.for_model(config.model, info, device or torch.device("cpu"))
-
-
-def _exploit_record(
-    run_id: str, donor: str, state: dict[str, Any], config: TrainConfig
-) -> dict[str, Any]:
-    """What a PBT exploit did: who took whose weights, at which epoch, with which new values."""
-    before = flatten(state["config"])
-    after = flatten(config.model_dump(mode="json"))
-    return {
-        "trial_id": run_id,
-        "donor": donor,
-        "epoch": int(state["epoch"]),
-        "new_values": {k: v for k, v in after.items() if before.get(k) != v},
-    }
-
-
-def merge_lineage(*event_lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Union of exploit events, each once, in (epoch, trial) order."""
-    events = {(e["trial_id"], e["donor"], e["epoch"]): e for events in event_lists for e in events}
-    return sorted(events.values(), key=lambda e: (e["epoch"], e["trial_id"]))
 
 
 def _pretrained_weights(

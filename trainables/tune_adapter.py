@@ -21,6 +21,7 @@ import ray
 import torch
 from ray import tune
 
+from trainables import lineage
 from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.compute import ComputeFormat
@@ -83,11 +84,14 @@ def _trial_epochs(
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
     """Build the trainer, restore it, and yield each epoch's metrics and checkpoint state."""
     trainer = Trainer(config, data, device, pretrained, cap_bytes)
-    trainer.run_id = tune.get_context().get_trial_id()
+    trial_id = tune.get_context().get_trial_id()
+    history: list[dict[str, Any]] = []  # PBT exploits this trial went through (lineage)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            trainer.load_state_dict(load_checkpoint(directory))
+            state = load_checkpoint(directory)
+        trainer.load_state_dict(state)
+        history = lineage.after_restore(state, trial_id, config)
         epochs_done[0] = trainer.epoch
     node_id = ray.get_runtime_context().get_node_id()
     for metrics in trainer.epochs():
@@ -98,7 +102,7 @@ def _trial_epochs(
             metrics[m.GPU_MEMORY_PEAK_BYTES] = torch.cuda.max_memory_reserved(device)
             metrics[m.GPU_MEMORY_CAP_BYTES] = cap_bytes
         due = trainer.epoch % checkpoint_every == 0 or trainer.finished
-        yield metrics, trainer.state_dict() if due else None
+        yield metrics, lineage.stamped(trainer.state_dict(), trial_id, history) if due else None
 
 
 def _report(metrics: dict[str, Any], checkpoint_state: dict[str, Any] | None) -> None:

@@ -21,7 +21,7 @@ from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint
 from trainables.config import TrainConfig
 from trainables.data import Splits
-from trainables.loop import merge_lineage
+from trainables.lineage import merge_lineage
 from trainables.transfer import StateDict
 from tuning import space
 from tuning.diagnosis import diagnose

@@ -115,17 +115,22 @@ def test_fit_on_cuda_learns_digits(digits_splits):
     assert history[-1][m.VAL_ACC] > 0.9
 
 
-def test_loading_another_runs_state_records_an_exploit_in_the_lineage(digits_splits, tmp_path):
+def test_restoring_another_runs_checkpoint_records_an_exploit_in_the_lineage(
+    digits_splits, tmp_path
+):
+    from trainables import lineage
+
     donor = Trainer(TrainConfig.model_validate({**FAST, "seed": 1}), digits_splits.tuning)
-    donor.run_id = "donor"
     donor.run_epoch()
-    save_checkpoint(donor.state_dict(), tmp_path)
-    clone = Trainer(TrainConfig.model_validate({**FAST, "batch_size": 32}), digits_splits.tuning)
-    clone.run_id = "clone"
+    save_checkpoint(lineage.stamped(donor.state_dict(), "donor", []), tmp_path)
+    clone_config = TrainConfig.model_validate({**FAST, "batch_size": 32})
+    clone = Trainer(clone_config, digits_splits.tuning)
+    state = load_checkpoint(tmp_path)
 
-    clone.load_state_dict(load_checkpoint(tmp_path))
+    clone.load_state_dict(state)
+    history = lineage.after_restore(state, "clone", clone_config)
 
-    assert clone.lineage == [
+    assert history == [
         {
             "trial_id": "clone",
             "donor": "donor",
@@ -133,18 +138,19 @@ def test_loading_another_runs_state_records_an_exploit_in_the_lineage(digits_spl
             "new_values": {"batch_size": 32, "seed": 0},
         }
     ]
-    assert clone.state_dict()["lineage"] == clone.lineage  # carried forward in its checkpoints
+    # Carried forward in the clone's checkpoints, and not recorded twice on its restore.
+    again = lineage.stamped(clone.state_dict(), "clone", history)
+    assert lineage.after_restore(again, "clone", clone_config) == history
 
 
-def test_restoring_ones_own_state_is_no_exploit(digits_splits, tmp_path):
+def test_restoring_ones_own_checkpoint_is_no_exploit(digits_splits):
+    from trainables import lineage
+
     trainer = Trainer(TrainConfig.model_validate(FAST), digits_splits.tuning)
-    trainer.run_id = "same"
     trainer.run_epoch()
-    save_checkpoint(trainer.state_dict(), tmp_path)
-    again = Trainer(TrainConfig.model_validate(FAST), digits_splits.tuning)
-    again.run_id = "same"
-    again.load_state_dict(load_checkpoint(tmp_path))
-    assert again.lineage == []
+    state = lineage.stamped(trainer.state_dict(), "same", [])
+    assert lineage.after_restore(state, "same", trainer.config) == []
+    assert "run_id" not in trainer.state_dict()  # the loop itself knows no trials
 
 
 def test_a_trial_whose_loss_overflows_reports_divergence_with_the_worst_metrics(digits_splits):

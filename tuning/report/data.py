@@ -24,7 +24,7 @@ from trainables import metrics as m
 from trainables.checkpoint import load_checkpoint
 from trainables.config import TrainConfig
 from trainables.dotted import flatten
-from trainables.loop import merge_lineage
+from trainables.lineage import merge_lineage
 from tuning import space
 from tuning.diagnosis import Diagnosis, diagnose
 from tuning.errors import ConfigError
