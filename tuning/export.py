@@ -28,6 +28,7 @@ from trainables.loop import model_from_state
 from trainables.models import input_stats
 from tuning.errors import ConfigError
 from tuning.layout import CHECKPOINT_PREFIX, SUMMARY_FILE, final_model_dir
+from tuning.summary import BestTrial, Summary
 
 MODEL_DIR = "model"
 WEIGHTS_FILE = "weights.pt"
@@ -71,7 +72,6 @@ def export_best(sweep: str | Path, output: str | Path | None = None) -> Path:
 def _export(sweep_dir: Path, output: Path, source: str) -> Path:
     """Export from a local sweep folder; `source` is where the sweep really is."""
     summary = _read_summary(sweep_dir)
-    best = summary["best"]
     state = _final_model_state(sweep_dir, summary)
     config = TrainConfig.model_validate(state["config"])
     info = DatasetInfo.from_dict(state["data_info"])
@@ -90,11 +90,11 @@ def _export(sweep_dir: Path, output: Path, source: str) -> Path:
         "class_names": list(info.class_names),
         "source": {
             "sweep": source,
-            "trial_id": best["trial_id"],
+            "trial_id": summary.best.trial_id,
             "epoch": state["epoch"],
-            "final_model": summary.get("final", {}).get("models", [{}])[0],
+            "final_model": summary.as_dict().get("final", {}).get("models", [{}])[0],
         },
-        "test": summary.get("test"),
+        "test": summary.as_dict()["test"],
     }
     output = output.expanduser().resolve()
     output.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def predict(model_dir: str | Path, image_paths: Sequence[str | Path]) -> list[di
     ]
 
 
-def _read_summary(sweep_dir: Path) -> dict[str, Any]:
+def _read_summary(sweep_dir: Path) -> Summary:
 
     path = sweep_dir / SUMMARY_FILE
     if not path.is_file():
@@ -156,7 +156,17 @@ def _read_summary(sweep_dir: Path) -> dict[str, Any]:
             "sweep, <storage>/<name>, that `cnn-tune run` printed (or finish it with "
             "`cnn-tune resume DIR`)"
         )
-    return dict(json.loads(path.read_text(encoding="utf-8")))
+    return _parse_summary(path.read_text(encoding="utf-8"), str(path))
+
+
+def _parse_summary(text: str, where: str) -> Summary:
+    try:
+        return Summary.read(text)
+    except ValueError as error:
+        raise ConfigError(
+            f"export: {where} is not a complete summary ({str(error).splitlines()[0]}); "
+            "finish the sweep with `cnn-tune resume DIR`, which writes it again"
+        ) from None
 
 
 def _copy_final_model(location: str, scratch: Path) -> Path:
@@ -171,40 +181,38 @@ def _copy_final_model(location: str, scratch: Path) -> Path:
             "<storage>/<name>, that `cnn-tune run` printed (or finish it with "
             "`cnn-tune resume LOCATION`)"
         )
-    summary = json.loads(text)
-    final = summary.get("final", {"protocol": "best_checkpoint"})
-    if final["protocol"] == "best_checkpoint":
-        prefix = f"{Path(summary['best']['path']).name}/{CHECKPOINT_PREFIX}"
+    summary = _parse_summary(text, f"{location}/{SUMMARY_FILE}")
+    if summary.final.protocol == "best_checkpoint":
+        prefix = f"{Path(summary.best.path).name}/{CHECKPOINT_PREFIX}"
     else:
-        prefix = f"{final_model_dir(final['models'][0]['name'])}/"
+        prefix = f"{final_model_dir(summary.final.models[0].name)}/"
     model_files = [name for name in list_files(location) if name.startswith(prefix)]
     local = scratch / location.rsplit("/", 1)[-1]
     copy_files(location, [SUMMARY_FILE, *model_files], local)
     return local
 
 
-def _final_model_state(sweep_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+def _final_model_state(sweep_dir: Path, summary: Summary) -> dict[str, Any]:
     """The state of the model the sweep tested: the first final model (see tuning.final)."""
-    final = summary.get("final", {"protocol": "best_checkpoint"})
-    if final["protocol"] == "best_checkpoint":
-        return _best_checkpoint_state(sweep_dir, summary["best"])
+    if summary.final.protocol == "best_checkpoint":
+        return _best_checkpoint_state(sweep_dir, summary.best)
     from tuning.final import load_final_state  # here: it imports Ray, which predict never needs
 
-    name = final["models"][0]["name"]
-    state = load_final_state(str(sweep_dir), name)
+    model = summary.final.models[0]
+    state = load_final_state(str(sweep_dir), model.name)
     if state is None:
         raise ConfigError(
-            f"export: {str(sweep_dir / final['models'][0]['path'])!r} holds no retrained "
+            f"export: {str(sweep_dir / model.path)!r} holds no retrained "
             "final model; was it deleted? Copy the whole sweep folder, or resume the sweep "
             "to retrain it"
         )
     return state
 
 
-def _best_checkpoint_state(sweep_dir: Path, best: dict[str, Any]) -> dict[str, Any]:
+def _best_checkpoint_state(sweep_dir: Path, best: BestTrial) -> dict[str, Any]:
     """The state of the best trial's checkpoint at `best.checkpoint_epoch`."""
-    trial_dir = _trial_dir(sweep_dir, str(best["path"]))
-    epoch = int(best["checkpoint_epoch"])
+    trial_dir = _trial_dir(sweep_dir, best.path)
+    epoch = int(best.checkpoint_epoch or 0)
     for checkpoint_dir in sorted(trial_dir.glob(f"{CHECKPOINT_PREFIX}*"), reverse=True):
         if (checkpoint_dir / CHECKPOINT_FILE).is_file():
             state = load_checkpoint(checkpoint_dir)

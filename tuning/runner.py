@@ -55,6 +55,7 @@ from tuning.storage import (
     top_level_files,
     write_text,
 )
+from tuning.summary import Summary
 from tuning.tensorboard import TensorBoardLogger
 from tuning.yaml_io import dump_yaml, parse_yaml_mapping
 
@@ -178,8 +179,8 @@ def _finished_summary(location: str) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        return dict(json.loads(text))
-    except ValueError:
+        return Summary.read(text).as_dict()
+    except ValueError:  # also pydantic's ValidationError
         logger.warning("%s/%s is incomplete: summarizing again", location, SUMMARY_FILE)
         return None
 
@@ -200,9 +201,9 @@ def _fit_and_summarize(
     earlier = max(SchedulerSnapshot.earlier_seconds, _clock_seconds(final.location))
     wall_seconds = earlier + time.monotonic() - start
     write_text(final.location, CLOCK_FILE, json.dumps({"tune_seconds": wall_seconds}) + "\n")
-    summary = summarize(results, experiment, final, wall_seconds)
-    write_text(final.location, SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-    return SweepOutcome(summary=summary, location=final.location)
+    summary = Summary.model_validate(summarize(results, experiment, final, wall_seconds))
+    write_text(final.location, SUMMARY_FILE, summary.to_json())
+    return SweepOutcome(summary=summary.as_dict(), location=final.location)
 
 
 def _clock_seconds(location: str) -> float:

@@ -1,59 +1,61 @@
 """The summary `cnn-tune run` and `resume` print: summary.json in a dozen lines.
 
-Reads only the summary's dict, so it imports neither Ray nor torch.
+Reads only summary.json's model (tuning.summary), so it imports neither Ray nor torch.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from tuning.summary import Summary
 from tuning.values import short
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: Summary | dict[str, Any]) -> str:
     """The closing lines the CLI prints."""
-    best, test, metric, compute = (
-        summary["best"],
-        summary["test"],
-        summary["metric"],
-        summary["compute"],
-    )
-    tuned: dict[str, Any] = next(
-        (t["tuned"] for t in summary["trials"] if t["trial_id"] == best["trial_id"]), {}
-    )
+    if not isinstance(summary, Summary):
+        summary = Summary.model_validate(summary)
+    best, test, metric = summary.best, summary.test, summary.metric
+    record = summary.record_of(best.trial_id)
+    tuned = record.tuned if record is not None else {}
     lines = [
-        f"Sweep {summary['experiment']!r}: {summary['num_trials']} trials, "
-        f"{summary['num_stopped_early']} stopped early by the scheduler, "
-        f"{summary['num_early_stopped']} by their own early stopping, "
-        f"{summary['num_diverged']} diverged, {summary['num_errored']} errored, "
-        f"{summary['wall_seconds']:.0f} s",
-        f"Compute: {compute['epochs']} epochs, {compute['fraction_of_fifo']:.0%} of the "
-        f"{compute['fifo_epochs']} a FIFO sweep of these trials would run",
-        f"Best trial {best['trial_id']}: {metric}={best[metric]:.4f} at epoch {best['best_epoch']} "
-        f"of {best['epochs']}",
+        f"Sweep {summary.experiment!r}: {summary.num_trials} trials, "
+        f"{summary.num_stopped_early} stopped early by the scheduler, "
+        f"{summary.num_early_stopped} by their own early stopping, "
+        f"{summary.num_diverged} diverged, {summary.num_errored} errored, "
+        f"{summary.wall_seconds:.0f} s",
     ]
-    lines += [f"  {key} = {short(value)}" for key, value in sorted(tuned.items())]
-    if summary["lineage"]:
-        lines.append(f"PBT exploits: {len(summary['lineage'])} (see lineage in summary.json)")
-    diagnosis = best["diagnosis"]
-    lines.append(f"Diagnosis of the best trial: {diagnosis['verdict']}")
-    lines += [f"  because {reason}" for reason in diagnosis["reasons"]]
-    lines += [f"  try: {remedy}" for remedy in diagnosis["remedies"]]
-    if "reevaluation" in summary:
-        lines += _reevaluation_lines(summary["reevaluation"], metric)
-    lines.append(_final_line(summary["final"]))
-    low, high = test["accuracy_ci95"]
-    lines.append(
-        f"Test (held out, evaluated once per final model): accuracy={test['accuracy']:.4f} "
-        f"(95% CI {low:.3f}-{high:.3f}) loss={test['loss']:.4f} on {test['num_examples']} examples"
-    )
-    if "seed_spread" in test:
-        spread = test["seed_spread"]
+    if summary.compute is not None:
+        compute = summary.compute
         lines.append(
-            f"  over {spread['seeds']} seeds: std {spread['std']:.4f}, "
-            f"min {spread['min']:.4f}, max {spread['max']:.4f}"
+            f"Compute: {compute.epochs} epochs, {compute.fraction_of_fifo or 0:.0%} of the "
+            f"{compute.fifo_epochs} a FIFO sweep of these trials would run"
         )
-    lines.append(_per_class_line(test["per_class_accuracy"]))
+    lines.append(
+        f"Best trial {best.trial_id}: {metric}={summary.best_value():.4f} at epoch "
+        f"{best.best_epoch} of {best.epochs}"
+    )
+    lines += [f"  {key} = {short(value)}" for key, value in sorted(tuned.items())]
+    if summary.lineage:
+        lines.append(f"PBT exploits: {len(summary.lineage)} (see lineage in summary.json)")
+    lines.append(f"Diagnosis of the best trial: {best.diagnosis.verdict}")
+    lines += [f"  because {reason}" for reason in best.diagnosis.reasons]
+    lines += [f"  try: {remedy}" for remedy in best.diagnosis.remedies]
+    if summary.reevaluation is not None:
+        lines += _reevaluation_lines(summary.reevaluation, metric)
+    lines.append(_final_line(summary))
+    low, high = test.accuracy_ci95
+    lines.append(
+        f"Test (held out, evaluated once per final model): accuracy={test.accuracy:.4f} "
+        f"(95% CI {low:.3f}-{high:.3f}) loss={test.loss:.4f} on {test.num_examples} examples"
+    )
+    if test.seed_spread is not None:
+        spread = test.seed_spread
+        lines.append(
+            f"  over {spread.seeds} seeds: std {spread.std:.4f}, "
+            f"min {spread.min:.4f}, max {spread.max:.4f}"
+        )
+    lines.append(_per_class_line(test.per_class_accuracy))
     return "\n".join(lines)
 
 
@@ -84,14 +86,13 @@ def _reevaluation_lines(section: dict[str, Any], metric: str) -> list[str]:
     return lines
 
 
-def _final_line(final: dict[str, Any]) -> str:
-    models = final["models"]
-    if final["protocol"] == "best_checkpoint":
-        return (
-            f"Final model: the best trial's best kept checkpoint, from epoch {models[0]['epochs']}"
-        )
-    seeds = ", ".join(str(model["seed"]) for model in models)
+def _final_line(summary: Summary) -> str:
+    models, epochs = summary.final.models, summary.best.checkpoint_epoch
+    if models:
+        epochs = models[0].epochs
+    if summary.final.protocol == "best_checkpoint":
+        return f"Final model: the best trial's best kept checkpoint, from epoch {epochs}"
+    seeds = ", ".join(str(model.seed) for model in models)
     return (
-        f"Final model: the best config retrained on train+val for {models[0]['epochs']} "
-        f"epochs, seed(s) {seeds}"
+        f"Final model: the best config retrained on train+val for {epochs} epochs, seed(s) {seeds}"
     )

@@ -9,7 +9,6 @@ the lineage is merged from each trial's latest checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -33,6 +32,7 @@ from tuning.history import best_epoch_of, epoch_rows
 from tuning.layout import EXPERIMENT_FILE, PROGRESS_FILE, SUMMARY_FILE
 from tuning.results import classify_status
 from tuning.status import TrialStatus
+from tuning.summary import Summary
 from tuning.values import is_finite
 from tuning.yaml_io import parse_yaml_mapping
 
@@ -172,11 +172,15 @@ def _analysis(directory: Path) -> tune.ExperimentAnalysis:
 
 
 def _read_summary(directory: Path) -> dict[str, Any] | None:
+    """summary.json as validated by its model (older spellings read as today's), or None."""
     path = directory / SUMMARY_FILE
     if not path.is_file():
         return None
-    summary: dict[str, Any] = json.loads(path.read_text())
-    return summary
+    try:
+        return Summary.read(path.read_text()).as_dict()
+    except ValueError as error:  # cut short by a crash: the report shows a running sweep
+        logger.warning("report: %s is incomplete, left out: %s", path, str(error).splitlines()[0])
+        return None
 
 
 def _trial_view(
