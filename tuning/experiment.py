@@ -7,6 +7,7 @@ every problem; nothing in it starts Ray or touches the dataset files.
 from __future__ import annotations
 
 import difflib
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -132,17 +133,22 @@ class Experiment(StrictModel):
     def resolved_mode(self) -> str:
         return self.mode or OPTIMIZABLE[self.metric]
 
+    @cached_property
+    def search_space(self) -> space.SearchSpace:
+        """`train:` parsed once (the model is frozen, so this never goes stale)."""
+        return space.SearchSpace.parse(self.train)
+
     @property
     def num_trials(self) -> int:
         """Trials the sweep runs: num_samples passes over the grid (one point without grids)."""
-        return self.search.resolved_num_samples * space.grid_size(self.train)
+        return self.search.resolved_num_samples * self.search_space.grid_size
 
     @property
     def max_epochs(self) -> int:
-        return int(space.largest_value(self.train, "epochs", TrainConfig().epochs))
+        return int(self.search_space.largest("epochs", TrainConfig().epochs))
 
     def param_space(self) -> dict[str, Any]:
-        return space.to_param_space(self.train)
+        return dict(self.search_space.param_space())
 
 
 BUILTIN_DIR = resources.files("tuning") / "experiments"
@@ -232,20 +238,20 @@ def _cross_errors(experiment: Experiment) -> list[str]:
             f"metric={experiment.metric!r}; early stopping watches the metric the sweep "
             "optimizes: drop train.early_stopping.metric"
         )
-    algorithm, train = experiment.search.algorithm, experiment.train
-    if algorithm in ("hyperopt", "optuna") and space.has_domain(train, ("grid",)):
+    algorithm, tree = experiment.search.algorithm, experiment.search_space
+    if algorithm in ("hyperopt", "optuna") and tree.has(("grid",)):
         errors.append(
             f"search.algorithm={algorithm} cannot search a {{grid: [...]}} domain; write it as "
             "{choice: [...]}, or use search.algorithm: grid"
         )
     if algorithm == "grid":
-        sampled = [".".join(p) for p, kind, _ in space.iter_domains(train) if kind != "grid"]
+        sampled = [d.path for d in tree.domains if d.kind != "grid"]
         if sampled:
             errors.append(
                 f"search.algorithm=grid needs every tuned value as {{grid: [...]}}; "
                 f"train.{sampled[0]} is sampled. Use search.algorithm: random to mix both"
             )
-    if not space.has_domain(train):
+    if not tree.has():
         errors.append(
             "train: nothing to tune; give at least one value a domain such as {choice: [...]}"
         )
@@ -292,9 +298,9 @@ def _trial_count_errors(experiment: Experiment) -> list[str]:
 def _grids(experiment: Experiment) -> list[tuple[str, int]]:
     """(dotted key, number of values) of every grid in the training space."""
     return [
-        ("train." + ".".join(path), len(args))
-        for path, kind, args in space.iter_domains(experiment.train)
-        if kind == "grid"
+        (f"train.{d.path}", len(d.args))
+        for d in experiment.search_space.domains
+        if d.kind == "grid"
     ]
 
 
@@ -307,7 +313,7 @@ def trial_count_text(experiment: Experiment) -> str:
         return f"search.num_samples={samples} trials"
     product = " x ".join(f"{key} {count}" for key, count in grids)
     return (
-        f"search.num_samples={samples} x {space.grid_size(experiment.train)} grid points "
+        f"search.num_samples={samples} x {experiment.search_space.grid_size} grid points "
         f"({product}) = {experiment.num_trials} trials"
     )
 
@@ -331,7 +337,7 @@ def _final_errors(experiment: Experiment) -> list[str]:
         )
     schedules = {
         TrainConfig.model_validate(c).lr_schedule.name
-        for c in space.representatives(experiment.train)
+        for c in experiment.search_space.representatives
     }
     if "plateau" in schedules:
         errors.append(

@@ -14,7 +14,6 @@ import os
 import tempfile
 from pathlib import Path
 
-from tuning import space
 from tuning.errors import ConfigError
 from tuning.experiment import Experiment, trial_count_text, validate_experiment
 from tuning.layout import EXPERIMENT_FILE
@@ -140,7 +139,7 @@ def experiment_warnings(experiment: Experiment) -> list[str]:
             f"a long sweep; lower search.num_samples if that was not the plan"
         )
     search = experiment.search
-    tuned = space.tuned_paths(experiment.train)
+    tuned = experiment.search_space.tuned_paths
     if search.algorithm == "grid" and search.resolved_num_samples > 1 and "seed" not in tuned:
         warnings.append(
             f"search.num_samples={search.resolved_num_samples} with search.algorithm=grid "

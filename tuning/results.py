@@ -81,9 +81,9 @@ def trial_records(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every trial's record for summary.json, and PBT's merged lineage (empty otherwise)."""
     metric, mode = experiment.metric, experiment.resolved_mode
-    tuned_paths = space.tuned_paths(experiment.train)
     trials = [
-        _trial_record(result, metric, mode, tuned_paths, num_classes) for result in by_id.values()
+        _trial_record(result, metric, mode, experiment.search_space, num_classes)
+        for result in by_id.values()
     ]
     lineage: list[dict[str, Any]] = []
     if experiment.scheduler.mutates_config:
@@ -236,7 +236,7 @@ def _compute(trials: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _trial_record(
-    result: tune.Result, metric: str, mode: str, tuned_paths: list[str], num_classes: int
+    result: tune.Result, metric: str, mode: str, search_space: space.SearchSpace, num_classes: int
 ) -> dict[str, Any]:
     frame = result.metrics_dataframe
     history = epoch_rows([] if frame is None else frame.to_dict("records"))
@@ -251,7 +251,7 @@ def _trial_record(
         "planned_epochs": planned,
         "best": best_value,
         "best_epoch": best_epoch,
-        "tuned": space.tuned_values(result.config or {}, tuned_paths),
+        "tuned": search_space.tuned_values(result.config or {}),
         "error": _error_text(result),
         "diagnosis": diagnose(history, num_classes).to_dict(),
         "node_id": last.get(m.NODE_ID),  # the Ray node of its last epoch

@@ -28,7 +28,7 @@ from trainables.config import TrainConfig, TransferConfig
 from trainables.data import TuningData, load_splits
 from trainables.transfer import StateDict, load_pretrained, pretrained_key
 from trainables.tune_adapter import train_trial
-from tuning import preflight, space
+from tuning import preflight
 from tuning.cluster import connect
 from tuning.errors import ConfigError, SweepInterrupted
 from tuning.experiment import Experiment, validate_experiment
@@ -319,7 +319,7 @@ class TrialsEndedThisRun(tune.Callback):
 def _pretrained_backbones(experiment: Experiment) -> dict[str, StateDict | None]:
     """Every backbone's weights the space can pick, loaded once here in the driver."""
     weights: dict[str, StateDict | None] = {}
-    for candidate in space.representatives(experiment.train):
+    for candidate in experiment.search_space.representatives:
         model = TrainConfig.model_validate(candidate).model
         if isinstance(model, TransferConfig) and pretrained_key(model) not in weights:
             weights[pretrained_key(model)] = load_pretrained(model)
@@ -386,7 +386,7 @@ def _run_config(
         callbacks=[
             CSVLoggerCallback(),  # progress.csv: one row per reported epoch
             TrialsEndedThisRun(),
-            TensorBoardLogger(metric, mode, experiment.train, config_can_change=pbt),
+            TensorBoardLogger(metric, mode, experiment.search_space, config_can_change=pbt),
             *retention,
             # Ray's own output prints a table for every trial that starts; one line instead.
             ProgressLine(metric, mode, experiment.num_trials),

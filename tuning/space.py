@@ -11,6 +11,10 @@ Any leaf of the `train:` tree may be a one-key mapping naming a domain:
     optimizer:  {choice: [{name: sgd, momentum: {uniform: [0.8, 0.99]}}, {name: adam}]}
 
 A choice may hold mappings with domains of their own (conditional parameters).
+
+`SearchSpace.parse(tree)` reads a tree once into what every consumer asks of it (the
+experiment, the runner, the results, TensorBoard, the report); the functions below do
+the reading.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -37,6 +42,55 @@ _LIST_KINDS = ("choice", "grid")
 DOMAIN_KINDS = (*_RANGE_KINDS, *_LIST_KINDS)
 
 Path = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One search domain of the tree: `optimizer.lr: {loguniform: [1e-4, 1e-1]}`."""
+
+    path: str  # dotted, e.g. optimizer.lr (a domain inside a choice shares its path)
+    kind: str  # one of DOMAIN_KINDS
+    args: Any
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A `train:` tree parsed once: its domains, the parameters a sweep varies, its grid
+    size and the representative configs that cover every option and range end."""
+
+    tree: Any
+    domains: tuple[Domain, ...]
+    tuned_paths: tuple[str, ...]
+    representatives: tuple[Any, ...]
+    grid_size: int
+
+    @classmethod
+    def parse(cls, tree: Any) -> SearchSpace:
+        return cls(
+            tree=tree,
+            domains=tuple(Domain(".".join(p), kind, args) for p, kind, args in iter_domains(tree)),
+            tuned_paths=tuple(tuned_paths(tree)),
+            representatives=tuple(representatives(tree)),
+            grid_size=grid_size(tree),
+        )
+
+    def has(self, kinds: tuple[str, ...] = DOMAIN_KINDS) -> bool:
+        """Whether any domain is of one of `kinds` (default: any domain at all)."""
+        return any(domain.kind in kinds for domain in self.domains)
+
+    def tuned_values(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The values a trial's `config` took at the tuned paths (see `tuned_values`)."""
+        return tuned_values(config, list(self.tuned_paths))
+
+    def largest(self, path: str, default: float) -> float:
+        """The largest value `path` can take (e.g. epochs for ASHA's max_t)."""
+        values = [get_path(c, path) for c in self.representatives]
+        numbers = [v for v in values if isinstance(v, int | float)]
+        return max(numbers) if numbers else default
+
+    def param_space(self) -> Any:
+        """Tune's param_space (imports Ray)."""
+        return to_param_space(self.tree)
 
 
 def is_domain(node: Any) -> bool:
@@ -258,16 +312,6 @@ def tuned_values(config: dict[str, Any], paths: list[str]) -> dict[str, Any]:
 
 def has_domain(tree: Any, kinds: tuple[str, ...] = DOMAIN_KINDS) -> bool:
     return any(kind in kinds for _, kind, _ in iter_domains(tree))
-
-
-def largest_value(tree: Any, path: str, default: float) -> float:
-    """The largest value `path` can take in `tree` (e.g. epochs for ASHA's max_t)."""
-    values = []
-    for candidate in representatives(tree):
-        node = get_path(candidate, path)
-        if isinstance(node, int | float):
-            values.append(node)
-    return max(values) if values else default
 
 
 def grid_size(tree: Any) -> int:

@@ -53,20 +53,20 @@ class TensorBoardLogger(LoggerCallback):
     _SAVED_FILE_TEMPLATES = ["events.out.tfevents.*"]  # what Ray syncs to remote storage
 
     def __init__(
-        self, metric: str, mode: str, search_space: dict[str, Any], *, config_can_change: bool
+        self, metric: str, mode: str, search_space: space.SearchSpace, *, config_can_change: bool
     ) -> None:
         """Prepares the HParams columns of a sweep.
 
         Args:
             metric: The metric the sweep optimizes, e.g. `val_acc`.
             mode: `max` or `min`: which direction of `metric` is better.
-            search_space: The experiment's `train:` tree, with its search domains.
+            search_space: The experiment's parsed `train:` tree.
             config_can_change: True under PBT-style schedulers, which mutate a running
                 trial's config: its session's values are then written when it ends.
         """
         self._metric, self._mode = metric, mode
         self._values_known_at_start = not config_can_change
-        self._tuned_paths = space.tuned_paths(search_space)
+        self._space = search_space
         self._columns = {info.name: info for info in hparam_infos(search_space)}
         self._experiment_written = False
         self._writers: dict[Trial, SummaryWriter] = {}
@@ -131,7 +131,7 @@ class TensorBoardLogger(LoggerCallback):
         # PBT can exploit at a trial's last epoch: trial.config then holds values it never
         # trained with, and its last result the ones it did.
         config = self._trained_with.pop(trial.trial_id, trial.config)
-        hparams = space.tuned_values(config, self._tuned_paths)
+        hparams = self._space.tuned_values(config)
         summary = session_start_summary(hparams, self._columns, self._started_at[trial.trial_id])
         # add_hparams() would open a second run in a sub-folder; write into this one.
         _add_summary(self._writers[trial], summary)
@@ -153,24 +153,19 @@ def _add_summary(writer: SummaryWriter, summary: Summary) -> None:
     file_writer.add_summary(summary)
 
 
-def hparam_infos(search_space: dict[str, Any]) -> list[api_pb2.HParamInfo]:
+def hparam_infos(search_space: space.SearchSpace) -> list[api_pb2.HParamInfo]:
     """One HParams column per dotted key any trial of `search_space` can set.
 
     The keys and their values come from the space's representative configs, which take
     every option of every choice and both ends of every range: a key set by a range
     domain gets an interval, any other key the discrete list of values it can take.
     """
-    paths = space.tuned_paths(search_space)
     values: dict[str, list[Any]] = {}
-    for candidate in space.representatives(search_space):
-        for key, value in space.tuned_values(candidate, paths).items():
+    for candidate in search_space.representatives:
+        for key, value in search_space.tuned_values(candidate).items():
             if value is not None:
                 values.setdefault(key, []).append(value)
-    ranged = {
-        ".".join(path)
-        for path, kind, _ in space.iter_domains(search_space)
-        if kind not in _LISTED_KINDS
-    }
+    ranged = {d.path for d in search_space.domains if d.kind not in _LISTED_KINDS}
     return [_hparam_info(key, key_values, key in ranged) for key, key_values in values.items()]
 
 

@@ -118,9 +118,9 @@ def test_sample_point_is_seeded_and_within_bounds():
 
 
 def test_largest_value_finds_the_maximum_over_a_domain():
-    assert space.largest_value({"epochs": {"choice": [5, 20, 10]}}, "epochs", 1) == 20
-    assert space.largest_value({"epochs": 7}, "epochs", 1) == 7
-    assert space.largest_value({}, "epochs", 10) == 10
+    assert space.SearchSpace.parse({"epochs": {"choice": [5, 20, 10]}}).largest("epochs", 1) == 20
+    assert space.SearchSpace.parse({"epochs": 7}).largest("epochs", 1) == 7
+    assert space.SearchSpace.parse({}).largest("epochs", 10) == 10
 
 
 def test_dotted_paths_read_write_and_flatten_one_way():

@@ -24,7 +24,6 @@ from trainables.checkpoint import load_checkpoint
 from trainables.config import TrainConfig
 from trainables.dotted import flatten
 from trainables.lineage import merge_lineage
-from tuning import space
 from tuning.diagnosis import Diagnosis, diagnose
 from tuning.errors import ConfigError
 from tuning.experiment import Experiment, validate_experiment
@@ -204,7 +203,7 @@ def _trial_view(
     return TrialView(
         trial_id=trial.trial_id,
         status=status,
-        tuned=space.tuned_values(config, space.tuned_paths(experiment.train)),
+        tuned=experiment.search_space.tuned_values(config),
         config=flatten(config),
         history=history,
         epochs=epochs,
