@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import ray
 import torch
@@ -23,7 +23,6 @@ from ray.tune.logger import CSVLoggerCallback
 
 from schedulers import build_scheduler
 from schedulers.snapshot import SchedulerSnapshot
-from trainables import metrics as m
 from trainables.config import TrainConfig, TransferConfig
 from trainables.data import TuningData, load_splits
 from trainables.transfer import StateDict, load_pretrained, pretrained_key
@@ -56,6 +55,10 @@ from tuning.storage import (
     write_text,
 )
 from tuning.summary import Summary
+
+# Tune unpickles these from a sweep's tuner.pkl by their module path as well: keep the
+# names importable from here for sweeps started before they moved.
+from tuning.sweep_callbacks import TrialEndedItself, TrialsEndedThisRun
 from tuning.tensorboard import TensorBoardLogger
 from tuning.yaml_io import dump_yaml, parse_yaml_mapping
 
@@ -279,41 +282,6 @@ def _trainable(
         pretrained=pretrained,
     )
     return tune.with_resources(with_data, {"cpu": experiment.resources.cpu, "gpu": gpu})
-
-
-class TrialEndedItself(tune.Stopper):
-    """Stops a trial on the epoch it reports diverged, early-stopped or infeasible.
-
-    The trial's own loop ends there anyway, but Ray hands each result to the scheduler
-    before it notices; a Stopper decides first, so PBT never exploits into (or from) a
-    trial that just diverged, and the searcher gets that result as the trial's last.
-    """
-
-    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        return bool(
-            result.get(m.DIVERGED) or result.get(m.EARLY_STOPPED) or result.get(m.INFEASIBLE)
-        )
-
-    def stop_all(self) -> bool:
-        return False
-
-
-class TrialsEndedThisRun(tune.Callback):
-    """Records every trial Tune completes, stops or fails for good in this driver process.
-
-    Tune calls these hooks only for trials that really ended; after Ctrl-C it terminates
-    the others without them. The ids go to a class attribute because `cnn-tune resume`
-    runs the callback that Tune unpickles from the sweep, not one made here; a process
-    fits one sweep at a time, and `_fit_and_summarize` clears it first.
-    """
-
-    ended: ClassVar[set[str]] = set()
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        TrialsEndedThisRun.ended.add(trial.trial_id)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        TrialsEndedThisRun.ended.add(trial.trial_id)
 
 
 def _pretrained_backbones(experiment: Experiment) -> dict[str, StateDict | None]:
