@@ -16,7 +16,7 @@ the cost per trial against N.
 
     python scripts/bench_scale.py                    # 16, 64, 256, 1024 trials x 2 epochs
     python scripts/bench_scale.py --trials 1024 --epochs 1
-    python scripts/bench_scale.py --quick            # CI's smoke test: 4 and 8 trials, 1 epoch
+    python scripts/bench_scale.py --quick            # CI's smoke test: 2 and 4 trials, 1 epoch
 """
 
 from __future__ import annotations
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=2, help="trials at once, every way")
     parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
-    parser.add_argument("--quick", action="store_true", help="4 and 8 trials of 1 epoch")
+    parser.add_argument("--quick", action="store_true", help="2 and 4 trials of 1 epoch")
     parser.add_argument("--out", type=Path, default=Path("bench-scale"))
     parser.add_argument("--child", choices=WAYS, help=argparse.SUPPRESS)
     parser.add_argument("--storage", type=Path, help=argparse.SUPPRESS)
@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, args.trials[0], args.epochs, args.parallel, args.storage, args.result)
         return 0
     if args.quick:
-        args.trials, args.epochs = [4, 8], 1
+        args.trials, args.epochs = [2, 4], 1
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:

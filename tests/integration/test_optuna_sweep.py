@@ -74,7 +74,7 @@ def assert_optuna_was_told_how_each_trial_ended(
 
 def test_interrupted_optuna_sweep_resumes_with_its_study(tmp_path, small_experiment):
     raw = small_experiment(
-        search={"algorithm": "optuna", "num_samples": 10, "initial_points": 3, "seed": 2},
+        search={"algorithm": "optuna", "num_samples": 6, "initial_points": 3, "seed": 2},
         scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
     )
     raw["train"].update(epochs=EPOCHS, batch_size={"choice": [4, 8]})  # epochs of ~1 s
@@ -102,7 +102,7 @@ def test_interrupted_optuna_sweep_resumes_with_its_study(tmp_path, small_experim
     summary = json.loads((experiment_dir / "summary.json").read_text())
     # One Optuna trial per Tune trial, none left running: the trials interrupted mid-way
     # went on reporting to the Optuna trials the saved study already had.
-    assert_optuna_was_told_how_each_trial_ended(summary, experiment_dir, trials=10)
+    assert_optuna_was_told_how_each_trial_ended(summary, experiment_dir, trials=6)
 
 
 def trials_with_a_checkpoint(experiment_dir: Path) -> set[str]:
