@@ -252,8 +252,9 @@ def test_worker_node_killed_mid_sweep_its_trials_finish_elsewhere_from_checkpoin
 ):
     victim = start_worker(cluster.address, cluster.env, tmp_path / "victim.log")
     try:
-        # Batches of 4: epochs of about a second, so the kill lands mid-trial.
-        sweep = write_sweep(tmp_path, train__batch_size=4)
+        # Batches of 4 and twice the epochs: trials of ~12 s, so the kill lands mid-trial
+        # even though progress.csv reaches the storage only every few seconds.
+        sweep = write_sweep(tmp_path, train__batch_size=4, train__epochs=2 * EPOCHS)
         experiment_dir = tmp_path / "runs" / "node-lost"
         run = cnn_tune(
             # auto: the cluster `ray start --head` recorded in $RAY_TMPDIR/ray
@@ -270,7 +271,7 @@ def test_worker_node_killed_mid_sweep_its_trials_finish_elsewhere_from_checkpoin
     assert run.returncode == 0, err
     summary = json.loads((experiment_dir / "summary.json").read_text())
     assert summary["num_trials"] == 3 and summary["num_errored"] == 0
-    assert all(t["epochs"] == EPOCHS for t in summary["trials"])
+    assert all(t["epochs"] == 2 * EPOCHS for t in summary["trials"])
     rows = progress_rows(experiment_dir)
     # Trials that started on the victim and had to move (one may have finished there).
     on_victim = {
@@ -284,7 +285,7 @@ def test_worker_node_killed_mid_sweep_its_trials_finish_elsewhere_from_checkpoin
         moved = [r for r in trial_rows if r["node_id"] != victim.node_id]
         # Resumed from its last checkpoint (one per epoch), not from epoch 1.
         assert 2 <= int(moved[0]["epoch"]) <= last_there + 1, (trial_id, trial_rows)
-        assert {int(r["epoch"]) for r in trial_rows} == set(range(1, EPOCHS + 1))
+        assert {int(r["epoch"]) for r in trial_rows} == set(range(1, 2 * EPOCHS + 1))
         record = next(t for t in summary["trials"] if t["trial_id"] == trial_id)
         assert record["nodes"][0] == victim.node_id and record["node_id"] != victim.node_id
     # Ray binds a driver's gRPC server as it binds its node's raylet: to every interface
