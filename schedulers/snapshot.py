@@ -113,7 +113,7 @@ def roll_back_trial_logs(scheduler: TrialScheduler, trials: list[Trial]) -> None
             continue
         if trial.status == Trial.TERMINATED:
             kept = guard.results_seen(trial.trial_id)
-        elif trial.checkpoint is not None and not _exists(trial.checkpoint):
+        elif trial.checkpoint is not None and not checkpoint_exists(trial.checkpoint):
             forget_checkpoint(trial)
             kept = 0
         else:
@@ -123,7 +123,8 @@ def roll_back_trial_logs(scheduler: TrialScheduler, trials: list[Trial]) -> None
     _delete_unknown_trial_folders(trials)
 
 
-def _exists(checkpoint: Any) -> bool:
+def checkpoint_exists(checkpoint: Any) -> bool:
+    """Whether a Tune checkpoint's folder is still there (retention may have deleted it)."""
     return bool(
         checkpoint.filesystem.get_file_info(checkpoint.path).type == pafs.FileType.Directory
     )

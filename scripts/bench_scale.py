@@ -97,24 +97,19 @@ def _pool_fit(config: dict[str, Any]) -> float:
 
 
 def run_pool(trials: int, epochs: int, parallel: int, storage: Path) -> None:
+    import math
     import random
     from concurrent.futures import ProcessPoolExecutor
 
     rng = random.Random(0)
     configs = [
         train_config(
-            epochs, 10 ** rng.uniform(*(_log10(x) for x in LR_RANGE)), rng.choice(BATCH_SIZES)
+            epochs, 10 ** rng.uniform(*(math.log10(x) for x in LR_RANGE)), rng.choice(BATCH_SIZES)
         )
         for _ in range(trials)
     ]
     with ProcessPoolExecutor(max_workers=parallel, initializer=_pool_init) as pool:
         list(pool.map(_pool_fit, configs))
-
-
-def _log10(x: float) -> float:
-    import math
-
-    return math.log10(x)
 
 
 def _bare_trainable(config: dict[str, Any], data: Any) -> None:

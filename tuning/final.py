@@ -23,11 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
 
+from schedulers.snapshot import checkpoint_exists
 from trainables.checkpoint import (
     CHECKPOINT_FILE,
     load_checkpoint,
@@ -75,7 +75,7 @@ def best_checkpoint_model(best: tune.Result, metric: str, mode: str) -> FinalMod
     kept = [
         (checkpoint, metrics)
         for checkpoint, metrics in best.best_checkpoints or []
-        if _exists(checkpoint) and isinstance(metrics.get(metric), int | float)
+        if checkpoint_exists(checkpoint) and isinstance(metrics.get(metric), int | float)
     ]
     pick = max if mode == "max" else min
     checkpoint = pick(kept, key=lambda pair: pair[1][metric])[0] if kept else best.checkpoint
@@ -84,12 +84,6 @@ def best_checkpoint_model(best: tune.Result, metric: str, mode: str) -> FinalMod
     with checkpoint.as_directory() as directory:
         state = load_checkpoint(directory)
     return FinalModel("best_checkpoint", state, checkpoint.path, trained_on="train")
-
-
-def _exists(checkpoint: tune.Checkpoint) -> bool:
-    filesystem = checkpoint.filesystem
-    assert filesystem is not None  # Tune's checkpoints always know their filesystem
-    return bool(filesystem.get_file_info(checkpoint.path).type == pafs.FileType.Directory)
 
 
 def retrained_models(
