@@ -29,6 +29,8 @@ from ray.tune.schedulers import (
 )
 from ray.tune.schedulers.pb2 import PB2
 
+from schedulers.population import LastEpochLeftAlone
+
 
 class ReplayGuard:
     """Mixin for a Ray TrialScheduler: one recorded decision per result of each trial.
@@ -121,9 +123,11 @@ class ResumableMedianStopping(ReplayGuard, MedianStoppingRule):
     """MedianStoppingRule that records its decisions (see ReplayGuard)."""
 
 
-class ResumablePBT(ReplayGuard, PopulationBasedTraining):
-    """PopulationBasedTraining that records its decisions (see ReplayGuard)."""
+class ResumablePBT(ReplayGuard, LastEpochLeftAlone, PopulationBasedTraining):
+    """PopulationBasedTraining that records its decisions (see ReplayGuard) and leaves a
+    trial's last epoch alone (schedulers.population)."""
 
 
-class ResumablePB2(ReplayGuard, PB2):
-    """PB2 that records its decisions (see ReplayGuard)."""
+class ResumablePB2(ReplayGuard, LastEpochLeftAlone, PB2):
+    """PB2 that records its decisions (see ReplayGuard) and leaves a trial's last epoch
+    alone (schedulers.population)."""

@@ -193,6 +193,25 @@ def test_pbt_mutations_are_applied_and_stay_in_their_domains(pbt_sweep):
         assert all(int(r["batch_size"]) in (16, 32, 64, 128) for r in rows)
 
 
+def test_pbt_leaves_a_trials_last_epoch_alone(ray_two_cpus, small_experiment, tmp_path):
+    # A synchronous pair meets at epoch 2, its last. Ray's PBT would make the worse trial
+    # exploit there: restored from the donor's final checkpoint with nothing left to
+    # train, it would end as a copy of the donor, its own last epoch gone from its record.
+    pbt = {"name": "pbt", "perturbation_interval": 2, "quantile_fraction": 0.5, "synch": True}
+    raw = lr_grid(small_experiment, {**pbt, "mutate": ["model.dropout"]}, [1.0e-2, 1.0e-7], 2)
+    raw["search"] = {"algorithm": "random", "num_samples": 1, "seed": 0}  # each lr once
+    raw["train"]["model"]["dropout"] = {"uniform": [0.0, 0.1]}
+    raw["checkpoint"] = {"every_epochs": 2, "keep": 3}
+
+    summary = run_sweep(validate_experiment(raw), storage=str(tmp_path), name="pbt").summary
+
+    assert summary["lineage"] == []
+    by_lr = {t["tuned"]["optimizer.lr"]: t for t in summary["trials"]}
+    assert set(by_lr) == {1.0e-2, 1.0e-7}
+    assert by_lr[1.0e-7]["best"] < 0.5 < by_lr[1.0e-2]["best"]
+    assert all(t["epochs"] == 2 and t["status"] == "completed" for t in summary["trials"])
+
+
 @pytest.mark.parametrize("scheduler", ["fifo", "pbt"])
 def test_diverged_trial_stops_at_once_and_is_never_picked(
     scheduler, ray_two_cpus, small_experiment, tmp_path
