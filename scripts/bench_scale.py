@@ -208,22 +208,24 @@ def measure(
     row: dict[str, Any] = {"way": way, "trials": trials, "epochs": epochs, "wall_s": wall}
     row.update(json.loads(result_file.read_text()))
     row["storage_bytes"] = _bytes_under(storage)
-    row["log_lines"] = sum(1 for line in output if not _PROGRESS.match(line))
+    logged = _log_lines(output[: _summary_start(output)] if way == "cnn-tune" else output)
+    row["log_lines"], row["log_excerpt"] = len(logged), logged[:20]
     if way == "cnn-tune":
         sweep = storage / "bench"
-        row["log_lines"] -= _summary_lines(output)
         row["report_s"] = _timed([str(REPO / ".venv/bin/cnn-tune"), "report", str(sweep)])
         row["tensorboard_load_s"] = _tensorboard_load_seconds(sweep)
     time.sleep(1)  # let Ray's processes exit before the next timed run
     return row
 
 
-def _summary_lines(output: list[str]) -> int:
-    """The summary `cnn-tune run` prints at the end is the result, not log noise."""
-    for index, line in enumerate(output):
-        if line.startswith("Sweep "):
-            return sum(1 for line in output[index:] if not _PROGRESS.match(line))
-    return 0
+def _log_lines(output: list[str]) -> list[str]:
+    """The lines of `output` that are neither progress tables nor blank."""
+    return [line for line in output if not _PROGRESS.match(line)]
+
+
+def _summary_start(output: list[str]) -> int:
+    """Where the summary `cnn-tune run` prints at its end begins: the result, not noise."""
+    return next((i for i, line in enumerate(output) if line.startswith("Sweep ")), len(output))
 
 
 def _bytes_under(path: Path) -> int:

@@ -53,6 +53,9 @@ class Sizes:
         self.examples = 600 if dry_run else 20_000
         self.image_size = 16 if dry_run else 32
         self.epochs = 2 if dry_run else 4
+        # Long enough that 4 trials are running together once the last one has started,
+        # however slowly 4 workers start on a small machine (a dry-run epoch is ~0.1 s).
+        self.packing_epochs = 30 if dry_run else 4
         self.batch_size = 64 if dry_run else 256
         self.width = 8 if dry_run else 64
         # Too large for a quarter of any GPU: one conv output of batch x width x 512 x 512.
@@ -125,7 +128,8 @@ def check_gpu_tests(dry_run: bool) -> tuple[bool, dict]:
 
 def check_packing(sizes: Sizes, storage: str, dry_run: bool) -> tuple[bool, dict]:
     recorder = _concurrency_recorder()
-    summary, rows = sweep(experiment(sizes, "packing", 0.25, 4), storage, [recorder])
+    raw = experiment(sizes, "packing", 0.25, 4, epochs=sizes.packing_epochs)
+    summary, rows = sweep(raw, storage, [recorder])
     last = [r[-1] for r in rows.values() if r]
     on_cuda = all(str(r.get("device", "")).startswith("cuda") for r in last)
     under_cap = all(

@@ -15,10 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="timing: with faster trials 4 logical-GPU trials may not overlap",
-)
 def test_gpu_check_dry_run_passes_every_row_and_writes_its_figures(tmp_path):
     output = tmp_path / "gpu-check.json"
 

@@ -91,26 +91,26 @@ def test_hyperband_pauses_and_resumes_trials_and_stops_the_worst_at_a_milestone(
         assert f"<td>{epoch}</td>" in section
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="timing: with faster sweeps hopeless rates can start before good ones end",
-)
 def test_median_stopping_stops_hopeless_rates_against_finished_good_ones(
     ray_two_cpus, small_experiment, tmp_path
 ):
-    # Two CPUs: the good rates run first, so the hopeless ones meet their averages.
+    # One trial at a time, in grid order: the good rates end before the hopeless ones
+    # start, so each hopeless one meets both good averages at its first epoch, and no
+    # good one ever has two others to be compared with.
     raw = lr_grid(
         small_experiment,
         {"name": "median", "grace_period": 1, "min_samples_required": 2},
         GOOD_THEN_HOPELESS,
         epochs=4,
     )
+    raw["search"]["max_concurrent"] = 1
 
     summary = run_sweep(validate_experiment(raw), storage=str(tmp_path), name="median").summary
 
     by_lr = {t["tuned"]["optimizer.lr"]: t for t in summary["trials"]}
     assert by_lr[1.0e-2]["status"] == by_lr[3.0e-3]["status"] == "completed"
     assert {by_lr[1.0e-7]["status"], by_lr[3.0e-8]["status"]} == {"stopped_early"}
+    assert by_lr[1.0e-7]["epochs"] == by_lr[3.0e-8]["epochs"] == 1
     assert summary["num_stopped_early"] == 2 and summary["num_errored"] == 0
 
 
