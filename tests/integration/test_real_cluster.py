@@ -246,18 +246,14 @@ def test_run_with_address_sweeps_on_every_node_and_names_each_trials_node(cluste
     assert all(trial["nodes"] == [trial["node_id"]] for trial in summary["trials"])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="timing: with faster sweeps the kill can miss every running trial",
-)
 @pytest.mark.slow
 def test_worker_node_killed_mid_sweep_its_trials_finish_elsewhere_from_checkpoint(
     cluster, tmp_path, listening_addresses
 ):
     victim = start_worker(cluster.address, cluster.env, tmp_path / "victim.log")
     try:
-        # Batches of 4 and twice the epochs: trials of ~12 s, so the kill lands mid-trial
-        # even though progress.csv reaches the storage only every few seconds.
+        # Batches of 4 and twice the epochs: trials of 12 epochs of ~0.5 s or more; the
+        # kill comes at the second epoch on the victim, so it lands mid-trial.
         sweep = write_sweep(tmp_path, train__batch_size=4, train__epochs=2 * EPOCHS)
         experiment_dir = tmp_path / "runs" / "node-lost"
         run = cnn_tune(
@@ -265,7 +261,7 @@ def test_worker_node_killed_mid_sweep_its_trials_finish_elsewhere_from_checkpoin
             "run", str(sweep), "--address", "auto", "--storage", str(tmp_path / "runs"),
             "--name", "node-lost", env=cluster.env,
         )  # fmt: skip
-        wait_for_epochs_on(victim.node_id, 2, experiment_dir, run)
+        wait_for_epochs_on(victim.node_id, 2, cluster.ray_tmpdir, run)
         driver_listens = listening_addresses(run.pid)
         victim.kill()
         _out, err = run.communicate(timeout=300)
@@ -297,17 +293,20 @@ def test_worker_node_killed_mid_sweep_its_trials_finish_elsewhere_from_checkpoin
     assert driver_listens <= node_listening_addresses(cluster.head, listening_addresses)
 
 
-def wait_for_epochs_on(
-    node_id: str, epochs: int, experiment_dir: Path, run: subprocess.Popen
-) -> None:
-    """Wait until a trial reported `epochs` epochs on `node_id`."""
+def wait_for_epochs_on(node_id: str, epochs: int, ray_tmpdir: Path, run: subprocess.Popen) -> None:
+    """Wait until a trial reported `epochs` epochs on `node_id`.
+
+    Read where the driver writes each result as it arrives, its staging folder in the
+    Ray session's temp folder: the storage copy is synced only every few seconds.
+    """
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         assert run.poll() is None, run.communicate()[1]
-        for trial_rows in progress_rows(experiment_dir).values():
-            if sum(r.get("node_id") == node_id for r in trial_rows) >= epochs:
-                return
-        time.sleep(0.3)
+        for staged in ray_tmpdir.glob("ray/session_*/artifacts/*/*/driver_artifacts"):
+            for trial_rows in progress_rows(staged).values():
+                if sum(r.get("node_id") == node_id for r in trial_rows) >= epochs:
+                    return
+        time.sleep(0.2)
     run.kill()
     pytest.fail(f"no trial reported {epochs} epochs on node {node_id} in time")
 
