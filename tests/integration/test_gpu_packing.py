@@ -38,7 +38,10 @@ def test_fractional_gpu_runs_that_many_trials_at_once(
         search={"algorithm": "random", "num_samples": 4, "seed": 0},
         resources={"cpu": 1, "gpu": gpu},
     )
-    raw["train"]["epochs"] = 2
+    # Trials of several seconds: a trial must not end before the last one's worker has
+    # started, however slowly 4 workers start on a small machine.
+    raw["train"]["epochs"] = 10
+    raw["train"]["batch_size"] = 32
     recorder = ConcurrencyRecorder()
 
     summary = run_sweep(

@@ -16,6 +16,7 @@ from ray.tune.schedulers.pb2 import PB2
 
 from schedulers import SchedulerSettings, build_scheduler, compatibility_errors
 from schedulers.build import clip_to_domains, pb2_errors, pbt_mutations
+from schedulers.population import LastEpochLeftAlone
 from schedulers.replay import ReplayGuard
 
 settings_of = TypeAdapter(SchedulerSettings).validate_python
@@ -38,8 +39,12 @@ SPACE = {
 )
 def test_build_scheduler_returns_the_named_ray_scheduler(raw, scheduler_class):
     scheduler = build_scheduler(settings_of(raw), max_epochs=10, param_space=SPACE)
-    # Ray's algorithm itself, with the decision record a resumed sweep replays.
-    assert type(scheduler).__bases__ == (ReplayGuard, scheduler_class)
+    # Ray's algorithm itself, with the decision record a resumed sweep replays (and, for
+    # PBT and PB2, a trial's last epoch left alone).
+    bases = type(scheduler).__bases__
+    assert bases[0] is ReplayGuard and bases[-1] is scheduler_class
+    population = scheduler_class in (PopulationBasedTraining, PB2)
+    assert bases[1:-1] == ((LastEpochLeftAlone,) if population else ())
 
 
 def test_pbt_mutations_keep_categorical_values_inside_the_declared_set():
