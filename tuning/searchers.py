@@ -4,7 +4,7 @@ Optuna's TPE, which also learns from the epochs of the trials a scheduler stoppe
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from hyperopt import hp
@@ -18,6 +18,7 @@ from trainables.config import TrainConfig
 from tuning.experiment import SearchSettings
 from tuning.results import classify_status
 from tuning.status import TrialStatus
+from tuning.warm_start import KnownPoint
 
 if TYPE_CHECKING:  # optuna is imported only when an optuna sweep starts
     import optuna
@@ -32,9 +33,40 @@ class ConditionalHyperOptSearch(HyperOptSearch):
     are labelled "optimizer/<branch index>/lr"; everything else is Ray's conversion.
     """
 
+    def __init__(self, *, known: Sequence[KnownPoint] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._known = list(known)
+
     @staticmethod
     def convert_search_space(spec: dict, prefix: str = "") -> dict:
         return _hyperopt_space(spec, prefix)
+
+    def _setup_hyperopt(self) -> None:
+        """Ray's setup, then each known point (search.warm_start) as a finished trial."""
+        super()._setup_hyperopt()
+        import hyperopt
+
+        domain = self.domain
+        assert domain is not None, "Ray's setup builds the domain"
+        labels = list(domain.params)
+        for point in self._known:
+            (tid,) = self._hpopt_trials.new_trial_ids(1)
+            misc = {
+                "tid": tid,
+                "cmd": domain.cmd,
+                "workdir": domain.workdir,
+                # Every label, empty where the point's branch leaves it out, as hyperopt's own.
+                "idxs": {label: [tid] if label in point.hyperopt else [] for label in labels},
+                "vals": {
+                    label: [point.hyperopt[label]] if label in point.hyperopt else []
+                    for label in labels
+                },
+            }
+            result = {"loss": self.metric_op * point.value, "status": hyperopt.STATUS_OK}
+            (doc,) = self._hpopt_trials.new_trial_docs([tid], [None], [result], [misc])
+            doc["state"] = hyperopt.JOB_STATE_DONE
+            self._hpopt_trials.insert_trial_docs([doc])
+        self._hpopt_trials.refresh()
 
 
 def _hyperopt_space(spec: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -56,18 +88,25 @@ def _hyperopt_space(spec: dict[str, Any], prefix: str) -> dict[str, Any]:
     return converted
 
 
-def build_searcher(settings: SearchSettings) -> Searcher | SearchAlgorithm:
+def build_searcher(
+    settings: SearchSettings, known: Sequence[KnownPoint] = ()
+) -> Searcher | SearchAlgorithm:
     """The searcher for `settings`. Metric and mode come from TuneConfig, not from here.
+
+    `known`: earlier sweeps' trials (search.warm_start, tuning.warm_start) the searcher
+    counts as already run.
 
     Concurrency is limited through `TuneConfig.max_concurrent_trials`, which wraps a
     Searcher in Ray's ConcurrencyLimiter.
     """
     if settings.algorithm == "hyperopt":
         return ConditionalHyperOptSearch(
-            n_initial_points=settings.initial_points, random_state_seed=settings.seed
+            known=known, n_initial_points=settings.initial_points, random_state_seed=settings.seed
         )
     if settings.algorithm == "optuna":
-        return EpochwiseOptunaSearch(initial_points=settings.initial_points, seed=settings.seed)
+        return EpochwiseOptunaSearch(
+            initial_points=settings.initial_points, seed=settings.seed, known=known
+        )
     # Grid points are enumerated in order; random ones are drawn from a seeded generator.
     # Tune ignores TuneConfig.max_concurrent_trials for a variant generator given as
     # search_alg, so the limit goes to the generator itself (0: no limit).
@@ -78,6 +117,7 @@ def build_searcher(settings: SearchSettings) -> Searcher | SearchAlgorithm:
 
 # Each Optuna trial records the Tune trial it stands for, so a saved study explains itself.
 TRIAL_ID_ATTR = "ray_trial_id"
+WARM_START_ATTR = "warm_start_from"  # a known point's <earlier sweep>/<trial id>
 DEFAULT_EPOCHS: int = TrainConfig.model_fields["epochs"].default
 OptunaOutcome = Literal["COMPLETE", "PRUNED", "FAIL"]
 
@@ -103,7 +143,7 @@ class EpochwiseOptunaSearch(OptunaSearch):
     Metric and mode come from TuneConfig through `set_search_properties`.
     """
 
-    def __init__(self, *, initial_points: int, seed: int) -> None:
+    def __init__(self, *, initial_points: int, seed: int, known: Sequence[KnownPoint] = ()) -> None:
         import optuna
 
         # Optuna logs every trial at INFO; the CLI's progress line already tells the user.
@@ -112,6 +152,7 @@ class EpochwiseOptunaSearch(OptunaSearch):
         super().__init__(sampler=sampler)
         self._planned_epochs: dict[str, int] = {}
         self._last_epoch: dict[str, int] = {}
+        self._known = list(known)
 
     @property
     def study(self) -> optuna.Study | None:
@@ -139,7 +180,25 @@ class EpochwiseOptunaSearch(OptunaSearch):
             )
         self._space = config  # Tune's domains, sampled by `suggest`
         self._setup_study(self._mode)
+        self._tell_known()
         return True
+
+    def _tell_known(self) -> None:
+        """Each known point (search.warm_start) as a trial of the study: asked with its
+        values fixed, sampled through the same labels as any trial, then told its value."""
+        from optuna.trial import TrialState
+
+        assert self._ot_study is not None and isinstance(self._space, dict)
+        for point in self._known:
+            self._ot_study.enqueue_trial(point.optuna)
+            trial = self._ot_study.ask()
+            trial.set_user_attr(WARM_START_ATTR, point.source)
+            _sample_tree(trial, self._space, "")
+            if point.stopped_early:
+                trial.report(point.value, point.epochs)
+                self._ot_study.tell(trial, state=TrialState.PRUNED)
+            else:
+                self._ot_study.tell(trial, point.value)
 
     def suggest(self, trial_id: str) -> dict | None:
         if self._ot_study is None or not isinstance(self._space, dict):
