@@ -31,5 +31,17 @@ DEVICE = "device"
 GPU_MEMORY_PEAK_BYTES = "gpu_memory_peak_bytes"
 GPU_MEMORY_CAP_BYTES = "gpu_memory_cap_bytes"
 
+# What the trial's model costs to keep and to run (trainables.footprint): measured once
+# when the trial (re)starts, on its device and in its compute format, and reported with
+# every epoch as constants, so progress.csv, the summary, the report and TensorBoard read
+# them like the other metrics. Lower is better for each; no scheduler looks at them.
+PARAMS = "params"  # parameters of the model, trainable or not
+FLOPS = "flops"  # per image, one forward pass; a multiply-add counts as 2 FLOPs
+LATENCY_MS = "latency_ms"  # one forward pass of 1 image, eval mode, milliseconds
+LATENCY_MS_BATCH = "latency_ms_batch"  # one forward pass of LATENCY_BATCH_SIZE images, ms
+LATENCY_BATCH_SIZE = "latency_batch_size"  # images in that batch (256, or fewer)
+
+FOOTPRINT_METRICS = (PARAMS, FLOPS, LATENCY_MS, LATENCY_MS_BATCH)
+
 # The metrics a sweep may optimize, and the direction that is better for each.
 OPTIMIZABLE: dict[str, str] = {VAL_ACC: "max", VAL_LOSS: "min", TRAIN_ACC: "max", TRAIN_LOSS: "min"}

@@ -2,8 +2,9 @@
 
 Per trial: validate the config Tune resolved, claim the trial's CPU and GPU share,
 restore from `tune.get_checkpoint()` if there is one (a retried, resumed or
-PBT-exploited trial), then one `tune.report` per epoch, with a checkpoint every
-`checkpoint_every` epochs and at the last epoch.
+PBT-exploited trial), measure the model's footprint (parameters, FLOPs, latency;
+trainables.footprint), then one `tune.report` per epoch, carrying the footprint, with a
+checkpoint every `checkpoint_every` epochs and at the last epoch.
 
 A configuration that runs out of memory anywhere (uploading the data, restoring,
 training, validating) is reported `infeasible` once and its memory given back, so the
@@ -27,6 +28,7 @@ from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.compute import ComputeFormat
 from trainables.config import TrainConfig
 from trainables.data import ImageSplit, TuningData
+from trainables.footprint import LARGE_BATCH, measure_footprint
 from trainables.gpu import claim_gpu_share, is_out_of_memory, pick_device, release_memory
 from trainables.loop import (
     Trainer,
@@ -94,8 +96,10 @@ def _trial_epochs(
         history = lineage.after_restore(state, trial_id, config)
         epochs_done[0] = trainer.epoch
     node_id = ray.get_runtime_context().get_node_id()
+    footprint = _footprint(trainer, config, data) if not trainer.finished else {}
     for metrics in trainer.epochs():
         epochs_done[0] = trainer.epoch
+        metrics.update(footprint)
         metrics[m.NODE_ID] = node_id
         metrics[m.DEVICE] = str(device)
         if device.type == "cuda":  # allocator statistics: read on the host, no sync
@@ -103,6 +107,15 @@ def _trial_epochs(
             metrics[m.GPU_MEMORY_CAP_BYTES] = cap_bytes
         due = trainer.epoch % checkpoint_every == 0 or trainer.finished
         yield metrics, lineage.stamped(trainer.state_dict(), trial_id, history) if due else None
+
+
+def _footprint(trainer: Trainer, config: TrainConfig, data: TuningData) -> dict[str, Any]:
+    """The model's size and speed (trainables.footprint), measured once per trial start:
+    a restart after an exploit or a failure may bring another config or another device.
+    The throughput batch is no larger than the trial's eval batch, which fits its memory."""
+    batch = max(1, min(LARGE_BATCH, config.eval_batch_size, len(data.val)))
+    footprint = measure_footprint(trainer.model, data.info.input_shape, trainer.compute, batch)
+    return footprint.metrics()
 
 
 def _report(metrics: dict[str, Any], checkpoint_state: dict[str, Any] | None) -> None:

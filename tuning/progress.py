@@ -7,8 +7,9 @@ short trials. The runner turns it off (`verbose=0`) and prints this instead:
     [   45s] 340/1024 trials ended (12 stopped early, 1 errored), 2 running, 682 pending;
              best val_acc 0.9963 (trial_ab782_00017, epoch 5)
 
-at most once every `every_s` seconds, and once more when the sweep ends. Errors are still
-logged by Ray as they happen.
+at most once every `every_s` seconds, and once more when the sweep ends; the best is the
+best epoch that meets the outcome constraints. Errors are still logged by Ray as they
+happen.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from ray import tune
 
 from trainables import metrics as m
+from tuning.tradeoffs import Constraint
 
 PRINT_EVERY_S = 20.0
 
@@ -27,7 +29,18 @@ PRINT_EVERY_S = 20.0
 class ProgressLine(tune.Callback):
     """Prints the sweep's status line: trials ended, running and pending, and the best."""
 
-    def __init__(self, metric: str, mode: str, total: int, every_s: float = PRINT_EVERY_S) -> None:
+    _constraints: tuple[Constraint, ...] = ()  # also for callbacks pickled before they existed
+
+    def __init__(
+        self,
+        metric: str,
+        mode: str,
+        total: int,
+        every_s: float = PRINT_EVERY_S,
+        constraints: tuple[Constraint, ...] = (),
+    ) -> None:
+        """`constraints`: a result that breaks one (tuning.tradeoffs) is never the best."""
+        self._constraints = tuple(constraints)
         self._metric = metric
         self._total = total  # trials in the sweep; Tune creates them as slots free up
         self._sign = 1.0 if mode == "max" else -1.0
@@ -46,6 +59,7 @@ class ProgressLine(tune.Callback):
     ) -> None:
         value = result.get(self._metric)
         usable = not (result.get(m.DIVERGED) or result.get(m.INFEASIBLE))
+        usable = usable and all(c.broken_by(result) is None for c in self._constraints)
         if not usable or not isinstance(value, int | float) or not math.isfinite(value):
             return
         if self._best is None or self._sign * value > self._sign * self._best[0]:

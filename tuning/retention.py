@@ -12,7 +12,8 @@ sweep, and Ray warns about it each time. cnn-tune keeps retention out of Ray
   from which the final model may come;
 - an ended trial keeps those while it can still be the sweep's best trial (or one of the
   `final.reevaluate.top_k` best); once enough ended trials score strictly better, or it
-  diverged or could not fit in memory, its checkpoints go. An errored trial keeps its
+  diverged, could not fit in memory or broke an outcome constraint (tuning.tradeoffs),
+  its checkpoints go. An errored trial keeps its
   latest: `cnn-tune resume` retries it.
 
 A checkpoint is deleted only at the second experiment snapshot after it stopped being
@@ -34,6 +35,7 @@ from typing import Any
 from ray import tune
 
 from trainables import metrics as m
+from tuning.tradeoffs import Constraint
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +53,28 @@ class _Kept:
 class _TrialCheckpoints:
     kept: list[_Kept] = field(default_factory=list)
     best: float = -math.inf  # the trial's best score over every result, checkpointed or not
+    # What its constraints are judged on: training metrics at its best result, the
+    # footprint at its latest (None in the state of sweeps saved before constraints).
+    values: dict[str, Any] | None = None
 
 
 class CheckpointRetention(tune.Callback):
     """Deletes the checkpoints a sweep can no longer need (see the module docstring)."""
 
-    def __init__(self, metric: str, mode: str, keep: int, winners: int = 1) -> None:
+    _constraints: tuple[Constraint, ...] = ()  # also for callbacks pickled before they existed
+
+    def __init__(
+        self,
+        metric: str,
+        mode: str,
+        keep: int,
+        winners: int = 1,
+        constraints: tuple[Constraint, ...] = (),
+    ) -> None:
         """`winners`: how many of the best trials the final step looks at (1, or
-        `final.reevaluate.top_k`); their checkpoints are kept."""
+        `final.reevaluate.top_k`); their checkpoints are kept. A trial that breaks one of
+        the `constraints` cannot win, so it neither keeps its own nor displaces others."""
+        self._constraints = tuple(constraints)
         self._metric = metric
         self._sign = 1.0 if mode == "max" else -1.0
         self._keep = keep
@@ -77,7 +93,10 @@ class CheckpointRetention(tune.Callback):
         self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
         record = self._trials.setdefault(trial.trial_id, _TrialCheckpoints())
-        record.best = max(record.best, self._score(result))
+        score = self._score(result)
+        if self._constraints:
+            self._remember_values(record, result, improved=score > record.best)
+        record.best = max(record.best, score)
 
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: tune.Checkpoint, **info: Any
@@ -97,7 +116,12 @@ class CheckpointRetention(tune.Callback):
         if record is None:
             return
         last = trial.last_result
-        if last.get(m.DIVERGED) or last.get(m.INFEASIBLE) or record.best == -math.inf:
+        if (
+            last.get(m.DIVERGED)
+            or last.get(m.INFEASIBLE)
+            or record.best == -math.inf
+            or self._breaks_a_constraint(record)
+        ):
             self._let_go(record, list(record.kept))  # never the best trial
             return
         self._contenders[trial.trial_id] = record
@@ -148,6 +172,20 @@ class CheckpointRetention(tune.Callback):
         if not isinstance(value, int | float) or not math.isfinite(value):
             return -math.inf
         return self._sign * float(value)
+
+    def _remember_values(
+        self, record: _TrialCheckpoints, result: dict[str, Any], improved: bool
+    ) -> None:
+        values = record.values if record.values is not None else {}
+        names = m.OPTIMIZABLE if improved or record.values is None else ()
+        values.update({k: result[k] for k in names if k in result})
+        values.update({k: result[k] for k in m.FOOTPRINT_METRICS if k in result})
+        record.values = values
+
+    def _breaks_a_constraint(self, record: _TrialCheckpoints) -> bool:
+        if not self._constraints or record.values is None:
+            return False  # nothing known to judge by: kept, as before constraints
+        return any(c.broken_by(record.values) is not None for c in self._constraints)
 
     def _let_go(self, record: _TrialCheckpoints, unneeded: list[_Kept]) -> None:
         for kept in unneeded:

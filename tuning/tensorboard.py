@@ -97,7 +97,7 @@ class TensorBoardLogger(LoggerCallback):
             self._trained_with[trial.trial_id] = result["config"]
         self.log_trial_start(trial)
         writer, epoch = self._writers[trial], int(result[m.EPOCH])
-        for name in m.EPOCH_METRICS:
+        for name in (*m.EPOCH_METRICS, *m.FOOTPRINT_METRICS):
             value = result.get(name)
             if is_finite(value):
                 writer.add_scalar(name, value, global_step=epoch)
@@ -202,7 +202,8 @@ def _hparam_value(value: Any, data_type: api_pb2.DataType.ValueType) -> struct_p
 
 
 def metric_infos(metric: str, mode: str) -> list[api_pb2.MetricInfo]:
-    """The metric columns: the sweep's best-so-far metric, then each final epoch metric."""
+    """The metric columns: the sweep's best-so-far metric, each final epoch metric, and
+    the model's footprint (trainables.footprint; lower is better for each)."""
     better = "higher" if mode == "max" else "lower"
     columns = [
         (f"best_{metric}", f"best {metric}", f"best {metric} of any epoch ({better} is better)"),
@@ -211,6 +212,14 @@ def metric_infos(metric: str, mode: str) -> list[api_pb2.MetricInfo]:
         (m.TRAIN_ACC, "train_acc (last epoch)", "training accuracy, fraction"),
         (m.TRAIN_LOSS, "train_loss (last epoch)", "training cross-entropy"),
         (m.EPOCH, "epochs", "epochs the trial trained"),
+        (m.PARAMS, "params", "parameters of the model"),
+        (m.FLOPS, "FLOPs/image", "FLOPs of one forward pass of one image (multiply-add = 2)"),
+        (m.LATENCY_MS, "latency ms (batch 1)", "ms per forward pass of 1 image, on its device"),
+        (
+            m.LATENCY_MS_BATCH,
+            "latency ms (large batch)",
+            "ms per forward pass of a large batch (see latency_batch_size in progress.csv)",
+        ),
     ]
     return [
         api_pb2.MetricInfo(

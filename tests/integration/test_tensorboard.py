@@ -37,7 +37,10 @@ COLUMN_TYPES = {
     "batch_size": api_pb2.DATA_TYPE_FLOAT64,
     "model.width": api_pb2.DATA_TYPE_FLOAT64,
 }
-METRIC_TAGS = {"best_val_acc", "val_acc", "val_loss", "train_acc", "train_loss", "epoch"}
+METRIC_TAGS = {
+    *("best_val_acc", "val_acc", "val_loss", "train_acc", "train_loss", "epoch"),
+    *("params", "flops", "latency_ms", "latency_ms_batch"),
+}
 EPOCHS = 2
 
 

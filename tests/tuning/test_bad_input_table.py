@@ -332,6 +332,43 @@ BAD_INPUTS: list[Bad] = [
     run_digits("metric=val_f1", says=["metric", "val_f1", "'val_acc'"]),
     run_digits("mode=min", says=["mode='min'", "set mode: max"]),
     run_digits("mode=maximize", says=["mode", "maximize", "'max'"]),
+    # --- objectives, constraints (tuning.tradeoffs) ---------------------------------------
+    run_digits(
+        "metric=[val_acc, accuracy]",
+        says=["'accuracy' cannot be a further objective", "latency_ms", "metric: [val_acc"],
+    ),
+    run_digits(
+        "metric=[latency_ms, val_acc]",
+        says=["metric='latency_ms'", "what Tune optimizes", "metric: [val_acc, latency_ms]"],
+    ),
+    run_digits(
+        "objectives=[val_loss, params]",
+        says=["objectives[0]='val_loss' differs from metric='val_acc'"],
+    ),
+    run_digits("metric=[val_acc, params, params]", says=["params listed twice"]),
+    run_digits(
+        "metric=[val_acc, params]",
+        "objectives=[val_acc]",
+        says=["is a list and objectives", "give the objectives once"],
+    ),
+    run_digits(
+        "metric=[val_acc, latency_ms]",
+        "final.reevaluate={top_k: 2, seeds: 2}",
+        says=["final.reevaluate with objectives", "drop final.reevaluate"],
+    ),
+    run_digits(
+        "constraints={params: 1e6}",
+        says=["constraints.params=1000000.0 is not a comparison", '"<= 1e6"'],
+    ),
+    run_digits(
+        "constraints={latency: '<= 2'}",
+        says=["unknown metric 'latency'", "did you mean 'latency_ms'?", "allowed:"],
+    ),
+    run_digits(
+        "constraints={latency_ms: '<= soon'}",
+        says=["constraints.latency_ms='<= soon'", "'soon' is not a finite number"],
+    ),
+    run_digits("constraints=[params]", says=["constraints", "valid dictionary"]),
     # --- resources, checkpoint, failures, final ------------------------------------------
     run_digits("resources.cpu=0", says=["resources.cpu", "greater than 0"]),
     run_digits("resources.cpu=-1", says=["resources.cpu", "got -1"]),

@@ -29,6 +29,13 @@ from tuning.report.analysis import (
 )
 from tuning.report.data import SweepView, load_sweep
 from tuning.report.parallel import parallel_coordinates_figure
+from tuning.report.tradeoff import (
+    TradeoffPoint,
+    front_ids,
+    tradeoff_figure,
+    tradeoff_points,
+    tradeoff_section,
+)
 from tuning.storage import (
     copy_files,
     is_remote,
@@ -129,13 +136,18 @@ class _Derived:
     scores: list[float | None]  # best metric per leaderboard row
     importance: Importance
     rungs: list[RungCount]
+    tradeoffs: list[TradeoffPoint]  # trials with a score and a footprint
+    front: list[str]  # the Pareto front of a multi-objective sweep
 
 
 def _derive(view: SweepView) -> _Derived:
     milestones = decision_epochs(view.experiment.scheduler, view.experiment.max_epochs)
     columns = parameter_columns([t.tuned for t in view.trials])
     scores = [t.best for t in view.trials]
+    tradeoffs = tradeoff_points(view)
     return _Derived(
+        tradeoffs=tradeoffs,
+        front=front_ids(view, tradeoffs),
         milestones=milestones,
         columns=columns,
         scores=scores,
@@ -161,6 +173,7 @@ def _images(view: SweepView, derived: _Derived) -> dict[str, html.Image | None]:
         else None,
         "pbt_lineage": plots.lineage_figure(view),
         "best_trial_curves": plots.best_trial_figure(best) if best is not None else None,
+        "size_and_speed": tradeoff_figure(view, derived.tradeoffs, derived.front),
         "test_per_class": plots.per_class_figure(
             test["per_class_accuracy"], test["accuracy"], test.get("accuracy_ci95", [0, 0])
         )
@@ -198,6 +211,7 @@ def _page(view: SweepView, derived: _Derived, images: dict[str, html.Image | Non
         html.overview_section(view),
         html.leaderboard_section(view),
         html.test_section(view, images["test_per_class"]),
+        tradeoff_section(view, derived.tradeoffs, derived.front, images["size_and_speed"]),
         html.curves_section(images["learning_curves"], fragments["curves"]),
         html.hyperparameter_section(
             images["lr_batch_size"],

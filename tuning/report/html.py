@@ -96,7 +96,7 @@ def overview_section(view: SweepView) -> str:
         "scheduler": _settings_text(e.scheduler.model_dump(exclude_none=True)),
         "trials": ", ".join(f"{n} {STATUS_LABELS[s]}" for s, n in sorted(counts.items())),
     }
-    return "<h2>Overview</h2>" + state + _table(["", ""], [[k, v] for k, v in facts.items()])
+    return "<h2>Overview</h2>" + state + table(["", ""], [[k, v] for k, v in facts.items()])
 
 
 def _duration(seconds: Any) -> str:
@@ -159,7 +159,7 @@ def leaderboard_section(view: SweepView) -> str:
         classes.append("best" if best is not None and trial.trial_id == best.trial_id else "")
     note = "<p>Best trial highlighted. Status: how each trial ended ("
     note += "stopped by scheduler = ASHA/median/HyperBand cut it at a rung).</p>"
-    return "<h2>Leaderboard</h2>" + note + _table(headers, rows, classes, escape_cells=False)
+    return "<h2>Leaderboard</h2>" + note + table(headers, rows, classes, escape_cells=False)
 
 
 def test_section(view: SweepView, per_class_image: Image | None) -> str:
@@ -189,10 +189,10 @@ def test_section(view: SweepView, per_class_image: Image | None) -> str:
     html += _final_models_table(test.get("models") or [])
     per_class = test.get("per_class_accuracy") or {}
     if per_class:
-        html += _table(["class", "accuracy"], [[c, short(a)] for c, a in per_class.items()])
+        html += table(["class", "accuracy"], [[c, short(a)] for c, a in per_class.items()])
     extra = {k: v for k, v in test.items() if k not in _KNOWN_TEST_KEYS and _is_scalar(v)}
     if extra:
-        html += _table(["more test fields", ""], [[k, short(v)] for k, v in extra.items()])
+        html += table(["more test fields", ""], [[k, short(v)] for k, v in extra.items()])
     return html + (per_class_image.tag() if per_class_image else "")
 
 
@@ -230,7 +230,7 @@ def _reevaluation_html(section: Mapping[str, Any] | None, metric: str) -> str:
         for c in candidates
     ]
     headers = ["trial", f"tuned {metric}", "new runs", "mean", "std", ""]
-    return intro + _table(headers, rows)
+    return intro + table(headers, rows)
 
 
 def _final_model_text(final: Mapping[str, Any] | None, best: Mapping[str, Any]) -> str:
@@ -250,7 +250,7 @@ def _final_models_table(models: Sequence[Mapping[str, Any]]) -> str:
     if len(models) < 2:
         return ""
     rows = [[short(model.get(column)) for column in _MODEL_COLUMNS] for model in models]
-    return _table(list(_MODEL_COLUMNS), rows)
+    return table(list(_MODEL_COLUMNS), rows)
 
 
 def _is_scalar(value: Any) -> bool:
@@ -287,7 +287,7 @@ def hyperparameter_section(
     html += "<h3>Hyperparameter importance</h3>"
     html += f'<p class="note">{escape(importance.note)}</p>'
     if importance.shares:
-        html += _table(
+        html += table(
             ["parameter", "share"], [[k, f"{v:.3f}"] for k, v in importance.shares.items()]
         )
     return html + (importance_image.tag() if importance_image else "")
@@ -301,7 +301,7 @@ def scheduler_section(
     html = f"<h2>Scheduler decisions ({escape(name)})</h2>"
     if name in STOPPING_SCHEDULERS:
         html += stops.tag() if stops else "<p>No trial has reported an epoch yet.</p>"
-        html += _table(
+        html += table(
             ["epoch", "trials that reached it", "stopped there by the scheduler"],
             [[str(r.epoch), str(r.reached), str(r.stopped)] for r in rungs],
         )
@@ -328,8 +328,8 @@ def _lineage_html(events: Sequence[Mapping[str, Any]], image: Image | None) -> s
         ]
         for e in events
     ]
-    table = _table(["exploit epoch", "donor", "recipient", "new values"], rows)
-    return (image.tag() if image else "") + table
+    events_table = table(["exploit epoch", "donor", "recipient", "new values"], rows)
+    return (image.tag() if image else "") + events_table
 
 
 def diagnosis_section(view: SweepView, best_image: Image | None) -> str:
@@ -351,7 +351,7 @@ def diagnosis_section(view: SweepView, best_image: Image | None) -> str:
     return (
         html
         + "<h3>Every trial</h3>"
-        + _table(["trial", "verdict", "evidence", "remedies"], rows, escape_cells=False)
+        + table(["trial", "verdict", "evidence", "remedies"], rows, escape_cells=False)
     )
 
 
@@ -374,12 +374,13 @@ def _chart(fragment: str | None) -> str:
     return f'<div class="chart">{fragment}</div>' if fragment else ""
 
 
-def _table(
+def table(
     headers: Sequence[str],
     rows: Sequence[Sequence[str]],
     row_classes: Sequence[str] | None = None,
     escape_cells: bool = True,
 ) -> str:
+    """An HTML table; cells are escaped unless `escape_cells` is False (already HTML)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = []
     for i, row in enumerate(rows):
