@@ -186,22 +186,33 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         seen = 0
         for step, (images, y) in enumerate(self.train_feed.batches(order, batch_size), 1):
-            x = self.normalize.standardize(self.augment(self.normalize.to_unit(images)))
-            with self.compute.autocast():
-                logits = self.model(self.compute.inputs(x)).float()
-            data_loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
-            loss = data_loss
-            if self.config.l1 > 0:
-                loss = loss + self.config.l1 * l1_penalty(self.model)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            loss_sum += data_loss.detach() * len(y)
+            data_loss, logits = self.train_step(images, y)
+            loss_sum += data_loss * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
             if step % DIVERGENCE_CHECK_STEPS == 0 and not torch.isfinite(loss_sum):
                 break  # diverged: the epoch reports it
         return float(loss_sum) / max(1, seen), int(correct) / max(1, seen)
+
+    def train_step(
+        self, images: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch (augmented, normalized, L1 added); returns the
+        data loss (detached) and the logits. The model must be in training mode.
+
+        Both stay on the device: reading them makes the host wait for a GPU.
+        """
+        x = self.normalize.standardize(self.augment(self.normalize.to_unit(images)))
+        with self.compute.autocast():
+            logits = self.model(self.compute.inputs(x)).float()
+        data_loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        loss = data_loss
+        if self.config.l1 > 0:
+            loss = loss + self.config.l1 * l1_penalty(self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return data_loss.detach(), logits.detach()
 
     def _epoch_seed(self, salt: int = 0) -> int:
         # Seeded by (seed, epoch) so a restored trial shuffles and augments exactly as an
