@@ -65,8 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help=ADDRESS_HELP)
     run.set_defaults(handler=_run)
 
-    resume = commands.add_parser("resume", help="finish an interrupted sweep")
+    resume = commands.add_parser(
+        "resume", help="finish an interrupted sweep, or give a finished one more trials"
+    )
     resume.add_argument("directory", help="the sweep folder, <storage>/<name>")
+    resume.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="search.num_samples=N",
+        help="more trials for a finished sweep: they run as a round of their own in its "
+        "folder, and the summary covers every round",
+    )
     resume.add_argument("--address", help=ADDRESS_HELP)
     resume.set_defaults(handler=_resume)
 
@@ -118,6 +129,37 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     predict.add_argument("--json", action="store_true", help="print the predictions as JSON")
     predict.set_defaults(handler=_predict)
+
+    probe = commands.add_parser(
+        "probe", help="lr range test and batch-size finder: suggested search ranges, no Ray"
+    )
+    _add_experiment_args(probe)
+    probe.add_argument(
+        "--output", help="folder for probe.json and probe.png (default ./probe-NAME)"
+    )
+    probe.add_argument(
+        "--steps",
+        type=_int_between(20, 10_000),
+        default=300,
+        help="optimizer steps of the lr range test (default 300)",
+    )
+    probe.add_argument(
+        "--min-lr", type=float, default=1.0e-7, help="first lr of the sweep (default 1e-7)"
+    )
+    probe.add_argument(
+        "--max-lr", type=float, default=10.0, help="last lr of the sweep, at most 10 (default 10)"
+    )
+    probe.add_argument(
+        "--max-batch-size",
+        type=_int_between(2, 65_536),
+        help="largest batch size to try (default: the train split's size)",
+    )
+    probe.add_argument(
+        "--scale-lr-with-batch",
+        action="store_true",
+        help="scale the suggested lr range linearly with the suggested batch sizes",
+    )
+    probe.set_defaults(handler=_probe)
     return parser
 
 
@@ -188,11 +230,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     _prepare_ray(args.address)
-    from tuning.runner import resume_sweep
+    from tuning.resume import resume_sweep
     from tuning.summary_text import format_summary
 
     _check_address(args.address)
-    outcome = resume_sweep(args.directory, address=args.address)
+    outcome = resume_sweep(args.directory, address=args.address, changes=args.overrides)
     print(format_summary(outcome.summary))
     _print_next_steps(outcome.location)
     return EXIT_OK
@@ -212,7 +254,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from tuning.experiment import builtin_descriptions
+    from tuning.sources import builtin_descriptions
 
     for name, description in builtin_descriptions().items():
         print(f"{name:<16} {description}")
@@ -266,6 +308,20 @@ def _predict(args: argparse.Namespace) -> int:
     for p in predictions:
         print(f"{p['image']}\t{p['class']}\t{p['probability']:.4f}")
     return EXIT_OK
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from tuning.probe import ProbeOptions, run_probe
+
+    options = ProbeOptions(
+        output=args.output,
+        steps=args.steps,
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        max_batch_size=args.max_batch_size,
+        scale_lr_with_batch=args.scale_lr_with_batch,
+    )
+    return run_probe(args.experiment, args.overrides, options)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,7 @@ every problem; nothing in it starts Ray or touches the dataset files.
 
 from __future__ import annotations
 
-import difflib
 from functools import cached_property
-from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
@@ -21,6 +18,15 @@ from trainables.data_config import DataConfig
 from trainables.metrics import OPTIMIZABLE
 from tuning import space
 from tuning.errors import ConfigError, describe_validation_error
+from tuning.sources import resolve_source
+from tuning.tradeoffs import (
+    OUTCOME_MODES,
+    Constraint,
+    footprint_as_the_metric,
+    objectives_from_metric_list,
+    parse_constraints,
+    tradeoff_errors,
+)
 from tuning.yaml_io import apply_overrides, read_yaml_mapping
 
 MAX_TRIALS = 10_000  # trials in one sweep: num_samples x grid points; beyond, a typo
@@ -41,6 +47,10 @@ class SearchSettings(StrictModel):
         5, ge=1, description="hyperopt, optuna: random trials before TPE takes over"
     )
     seed: int = Field(0, ge=0)
+    warm_start: list[str] = Field(
+        default_factory=list,
+        description="hyperopt, optuna: finished sweep folders whose trials seed the searcher",
+    )
 
     @property
     def resolved_num_samples(self) -> int:
@@ -124,6 +134,15 @@ class Experiment(StrictModel):
     mode: Literal["max", "min"] | None = Field(
         None, description="default: what is better for metric"
     )
+    objectives: list[str] | None = Field(
+        None,
+        description="multi-objective: the metric first, then footprint metrics to trade it "
+        "for (metric: [val_acc, latency_ms] says the same); see tuning.tradeoffs",
+    )
+    constraints: dict[str, Any] = Field(
+        default_factory=dict,
+        description='outcome limits a winner must meet, e.g. {params: "<= 1e6"}',
+    )
     resources: ResourceSettings = ResourceSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
     max_failures: int = Field(1, ge=0, le=100, description="Ray retries of a crashed trial")
@@ -132,6 +151,24 @@ class Experiment(StrictModel):
     @property
     def resolved_mode(self) -> str:
         return self.mode or OPTIMIZABLE[self.metric]
+
+    @property
+    def objective_names(self) -> list[str]:
+        """The metric, then what a multi-objective sweep trades it for (or just the metric)."""
+        return list(self.objectives or [self.metric])
+
+    @property
+    def objective_modes(self) -> list[str]:
+        return [self.resolved_mode, *(OUTCOME_MODES[n] for n in self.objective_names[1:])]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objective_names) > 1
+
+    @cached_property
+    def outcome_constraints(self) -> tuple[Constraint, ...]:
+        """`constraints:` parsed once (validation has already refused bad entries)."""
+        return tuple(parse_constraints(self.constraints)[0])
 
     @cached_property
     def search_space(self) -> space.SearchSpace:
@@ -151,26 +188,9 @@ class Experiment(StrictModel):
         return dict(self.search_space.param_space())
 
 
-BUILTIN_DIR = resources.files("tuning") / "experiments"
-
-
-def builtin_names() -> list[str]:
-    return sorted(
-        p.name.removesuffix(".yaml") for p in BUILTIN_DIR.iterdir() if p.name.endswith(".yaml")
-    )
-
-
-def builtin_descriptions() -> dict[str, str]:
-    """Name -> description of each built-in experiment, read without validating."""
-    return {
-        name: str(read_yaml_mapping(Path(str(BUILTIN_DIR / f"{name}.yaml"))).get("description", ""))
-        for name in builtin_names()
-    }
-
-
 def load_experiment(source: str, overrides: list[str] | None = None) -> Experiment:
     """Read a built-in name or a YAML path, apply `--set` overrides, validate everything."""
-    path = _resolve_source(source)
+    path = resolve_source(source)
     raw = read_yaml_mapping(path)
     raw.setdefault("name", path.stem)
     raw = apply_overrides(raw, overrides or [])
@@ -178,19 +198,21 @@ def load_experiment(source: str, overrides: list[str] | None = None) -> Experime
 
 
 def validate_experiment(raw: dict[str, Any]) -> Experiment:
-    raw = _early_stopping_watches_the_metric(raw)
+    raw = _early_stopping_watches_the_metric(objectives_from_metric_list(raw))
     try:
         experiment = Experiment.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(
-            describe_validation_error(error, Experiment, explain=_domain_outside_train)
-        ) from error
+        raise ConfigError(describe_validation_error(error, Experiment, explain=_explain)) from error
     errors = space.validation_errors(experiment.train, TrainConfig, prefix="train")
     if not errors:
         errors += _cross_errors(experiment)
     if errors:
         raise ConfigError(errors)
     return experiment
+
+
+def _explain(loc: str, item: dict[str, Any]) -> str | None:
+    return _domain_outside_train(loc, item) or footprint_as_the_metric(loc, item)
 
 
 def _domain_outside_train(loc: str, item: dict[str, Any]) -> str | None:
@@ -244,6 +266,12 @@ def _cross_errors(experiment: Experiment) -> list[str]:
             f"search.algorithm={algorithm} cannot search a {{grid: [...]}} domain; write it as "
             "{choice: [...]}, or use search.algorithm: grid"
         )
+    if experiment.search.warm_start and algorithm not in ("hyperopt", "optuna"):
+        errors.append(
+            f"search.warm_start needs a searcher that learns from results, not "
+            f"search.algorithm={algorithm}: set search.algorithm: hyperopt (or optuna), or "
+            "drop search.warm_start"
+        )
     if algorithm == "grid":
         sampled = [d.path for d in tree.domains if d.kind != "grid"]
         if sampled:
@@ -274,6 +302,12 @@ def _cross_errors(experiment: Experiment) -> list[str]:
         errors += pb2_errors(experiment.scheduler.mutate, experiment.param_space())
     return (
         errors
+        + tradeoff_errors(
+            experiment.constraints,
+            experiment.objectives,
+            experiment.metric,
+            reevaluate=experiment.final.reevaluate is not None,
+        )
         + _final_errors(experiment)
         + _reevaluate_errors(experiment)
         + _trial_count_errors(experiment)
@@ -365,47 +399,3 @@ def _reevaluate_errors(experiment: Experiment) -> list[str]:
             f"{experiment.num_trials} trials; lower top_k or raise search.num_samples"
         ]
     return []
-
-
-def _resolve_source(source: str) -> Path:
-    """The YAML file `source` names: a file path, else a built-in experiment.
-
-    A folder that happens to share a built-in's name (./digits) does not hide the built-in.
-    """
-    if not source.strip():
-        raise ConfigError(
-            "experiment '': give a built-in name (see `cnn-tune list`) or a YAML file path"
-        )
-    candidate = Path(source).expanduser()
-    builtin = BUILTIN_DIR / f"{source}.yaml"
-    if candidate.is_dir() and not builtin.is_file():
-        raise ConfigError(_folder_is_not_an_experiment(candidate))
-    if candidate.suffix in (".yaml", ".yml") or (candidate.exists() and not candidate.is_dir()):
-        if not candidate.exists():
-            raise ConfigError(
-                f"experiment file {str(candidate)!r} does not exist; check the path, or give "
-                f"a built-in name: {', '.join(builtin_names())}"
-            )
-        if not candidate.is_file():
-            raise ConfigError(
-                f"experiment file {str(candidate)!r} is not a regular file; pass a YAML file"
-            )
-        return candidate.resolve()
-    if builtin.is_file():
-        return Path(str(builtin))
-    close = difflib.get_close_matches(source, builtin_names(), n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ConfigError(
-        f"experiment {source!r} is neither a YAML file nor a built-in experiment; {hint}"
-        f"built-ins: {', '.join(builtin_names())} (see `cnn-tune list`)"
-    )
-
-
-def _folder_is_not_an_experiment(folder: Path) -> str:
-    yamls = sorted(p.name for p in folder.glob("*.y*ml"))[:3]
-    inside = f" (it holds {', '.join(yamls)})" if yamls else ""
-    return (
-        f"experiment {str(folder)!r} is a folder{inside}; EXPERIMENT is an experiment YAML "
-        f"file or a built-in name ({', '.join(builtin_names())}). To resume a sweep folder, "
-        "use `cnn-tune resume DIR`"
-    )

@@ -27,7 +27,7 @@ from trainables.data import DatasetInfo
 from trainables.loop import model_from_state
 from trainables.models import input_stats
 from tuning.errors import ConfigError
-from tuning.layout import CHECKPOINT_PREFIX, SUMMARY_FILE, final_model_dir
+from tuning.layout import CHECKPOINT_PREFIX, EXTENSION_PREFIX, SUMMARY_FILE, final_model_dir
 from tuning.summary import BestTrial, Summary
 
 MODEL_DIR = "model"
@@ -226,8 +226,11 @@ def _best_checkpoint_state(sweep_dir: Path, best: BestTrial) -> dict[str, Any]:
 
 
 def _trial_dir(sweep_dir: Path, recorded: str) -> Path:
-    """The best trial's folder: where summary.json says, or beside it if the sweep moved."""
-    for candidate in (Path(recorded), sweep_dir / Path(recorded).name):
+    """The best trial's folder: where summary.json says, or, if the sweep moved, in it
+    or in one of its extension rounds."""
+    name = Path(recorded).name
+    rounds = sweep_dir.glob(f"{EXTENSION_PREFIX}*/{name}")
+    for candidate in (Path(recorded), sweep_dir / name, *rounds):
         if candidate.is_dir():
             return candidate
     raise ConfigError(

@@ -40,7 +40,7 @@ from trainables.loop import model_from_state, normalizer_from_state, predict_spl
 from trainables.transfer import StateDict
 from trainables.tune_adapter import predict_task, remote_with_share, retrain_task
 from tuning.experiment import Experiment
-from tuning.layout import final_model_dir
+from tuning.layout import TEST_LOOKS_FILE, final_model_dir
 from tuning.storage import read_bytes, write_bytes
 
 logger = logging.getLogger(__name__)
@@ -200,8 +200,20 @@ def evaluate_once(held_out: HeldOutTest, model: FinalModel, location: str) -> di
             logger.info("test figures of %s read from %s: no second evaluation", model.name, record)
             return dict(stored["test"])
     result = held_out.evaluate(model)
+    looks = [*read_test_looks(location), {"name": model.name, **identity}]
+    write_bytes(location, TEST_LOOKS_FILE, json.dumps(looks).encode())
     write_bytes(location, record, json.dumps({"model": identity, "test": result}).encode())
     return result
+
+
+def read_test_looks(location: str) -> list[dict[str, Any]]:
+    """Every final model the test split has scored in the sweep's life, in order: one
+    per sweep, more if `cnn-tune resume --set search.num_samples` found a new best."""
+    saved = read_bytes(location, TEST_LOOKS_FILE)
+    try:
+        return list(json.loads(saved)) if saved is not None else []
+    except ValueError:  # cut short by a crash while it was written
+        return []
 
 
 def test_summary(models: list[FinalModel], results: list[dict[str, Any]]) -> dict[str, Any]:

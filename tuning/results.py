@@ -1,14 +1,18 @@
 """After the sweep: pick the best trial, make the final model, test it once, summarize.
 
 The best trial is the one whose *best epoch* scores best on the experiment metric, among
-trials that neither diverged nor errored. The final model is that trial's best kept
-checkpoint, or the same configuration retrained on train+val (see tuning.final); the
-test split is evaluated once per final model. Every trial's curves get an over/underfitting
-diagnosis (tuning.diagnosis). The summary schema is defined here and nowhere else.
+trials that neither diverged nor errored and that meet every outcome constraint; ties go
+to the better later objectives of a multi-objective sweep, whose Pareto front the
+summary lists (tuning.tradeoffs: the winner is the front's point with the best metric).
+The final model is that trial's best kept checkpoint, or the same configuration
+retrained on train+val (see tuning.final); the test split is evaluated once per final
+model. Every trial's curves get an over/underfitting diagnosis (tuning.diagnosis). The
+summary schema is defined here and nowhere else.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +42,13 @@ from tuning.history import best_epoch_of, epoch_rows
 from tuning.layout import trial_id_of
 from tuning.reevaluate import pick, reevaluate, top_trials
 from tuning.status import TrialStatus
+from tuning.tradeoffs import (
+    PARETO_RULE,
+    Constraint,
+    lexicographic_key,
+    pareto_front,
+    trial_values,
+)
 
 
 class NoUsableTrialError(RuntimeError):
@@ -64,10 +75,13 @@ class Choice:
 
 
 def summarize(
-    results: tune.ResultGrid, experiment: Experiment, final: FinalContext, wall_seconds: float
+    by_id: Mapping[str, tune.Result],
+    experiment: Experiment,
+    final: FinalContext,
+    wall_seconds: float,
 ) -> dict[str, Any]:
-    """Pick the best trial, make the final model(s) and test each once on the test split."""
-    by_id = {result_trial_id(results[i]): results[i] for i in range(len(results))}
+    """Pick the best of the trials (by trial id), make the final model(s) and test each
+    once on the test split."""
     trials, lineage = trial_records(by_id, experiment, final.splits.tuning.info.num_classes)
     choice = choose_best(trials, by_id, experiment, final)
     models = final_models(choice, experiment, final)
@@ -81,8 +95,9 @@ def trial_records(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every trial's record for summary.json, and PBT's merged lineage (empty otherwise)."""
     metric, mode = experiment.metric, experiment.resolved_mode
+    constraints = experiment.outcome_constraints
     trials = [
-        _trial_record(result, metric, mode, experiment.search_space, num_classes)
+        _trial_record(result, metric, mode, experiment.search_space, num_classes, constraints)
         for result in by_id.values()
     ]
     lineage: list[dict[str, Any]] = []
@@ -100,12 +115,20 @@ def choose_best(
     final: FinalContext,
 ) -> Choice:
     """The best trial by its best epoch, or by reevaluation when final.reevaluate asks."""
-    best_record = _best_trial(trials, experiment.resolved_mode)
+    best_record = _best_trial(trials, experiment.objective_names, experiment.objective_modes)
     if best_record is None:
         statuses = Counter(t["status"] for t in trials)
+        broken = sum(bool(t["broken_constraints"]) for t in trials)
+        bounds = ", ".join(map(str, experiment.outcome_constraints))
+        because = (
+            f"; {broken} broke a constraint ({bounds}): loosen the experiment's constraints, "
+            "or search models that can meet them"
+            if broken
+            else ""
+        )
         raise NoUsableTrialError(
-            f"no trial can be tested: of {len(trials)}, {dict(statuses)}; see the trial "
-            f"errors above, or widen the search space if every trial diverged"
+            f"no trial can be tested: of {len(trials)}, {dict(statuses)}{because}; see the "
+            f"trial errors above, or widen the search space if every trial diverged"
         )
     reevaluation = None
     if experiment.final.reevaluate is not None:
@@ -146,6 +169,7 @@ def build_summary(
         else best_checkpoint_model(choice.result, metric, experiment.resolved_mode)
     )
     status_counts = Counter(t["status"] for t in trials)
+    tradeoffs = _tradeoff_sections(experiment, trials)
     return {
         "experiment": experiment.name,
         "metric": metric,
@@ -166,7 +190,9 @@ def build_summary(
             "checkpoint_epoch": int(checkpoint_model.state["epoch"]),
             "path": choice.result.path,
             "diagnosis": best["diagnosis"],
+            "footprint": best["footprint"],
         },
+        **tradeoffs,
         "final": {
             "protocol": experiment.final.protocol,
             "models": [model.describe() for model in models],
@@ -185,7 +211,44 @@ def _json_config(result: tune.Result) -> dict[str, Any]:
 
 
 def _eligible(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [t for t in trials if TrialStatus(t["status"]).can_win and t["best"] is not None]
+    """Trials that may win: ended well, scored, and broke no outcome constraint."""
+    return [
+        t
+        for t in trials
+        if TrialStatus(t["status"]).can_win
+        and t["best"] is not None
+        and not t["broken_constraints"]
+    ]
+
+
+def _objective_values(trial: dict[str, Any], objectives: list[str]) -> list[float] | None:
+    """The trial's best metric and its footprint figures, in `objectives` order."""
+    values = [trial["best"], *((trial["footprint"] or {}).get(n) for n in objectives[1:])]
+    return None if any(v is None for v in values) else [float(v) for v in values]
+
+
+def _tradeoff_sections(experiment: Experiment, trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """summary.json's constraints and Pareto front keys, for sweeps that asked for them."""
+    sections: dict[str, Any] = {}
+    if experiment.constraints:
+        sections["constraints"] = {
+            c.metric: f"{c.op} {c.bound:g}" for c in experiment.outcome_constraints
+        }
+        sections["num_ineligible"] = sum(bool(t["broken_constraints"]) for t in trials)
+    if experiment.multi_objective:
+        objectives = experiment.objective_names
+        points = {
+            t["trial_id"]: values
+            for t in _eligible(trials)
+            if (values := _objective_values(t, objectives)) is not None
+        }
+        sections["objectives"] = dict(zip(objectives, experiment.objective_modes, strict=True))
+        sections["pareto_front"] = [
+            {"trial_id": trial_id, **dict(zip(objectives, points[trial_id], strict=True))}
+            for trial_id in pareto_front(points, experiment.objective_modes)
+        ]
+        sections["pareto_rule"] = PARETO_RULE
+    return sections
 
 
 def _reevaluated_best(
@@ -214,12 +277,23 @@ def _reevaluated_best(
     return next(t for t in trials if t["trial_id"] == chosen.trial_id), section
 
 
-def _best_trial(trials: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+def _best_trial(
+    trials: list[dict[str, Any]], objectives: list[str], modes: list[str]
+) -> dict[str, Any] | None:
+    """The eligible trial with the best metric; ties go to the better later objectives
+    (so a multi-objective sweep's winner is on its Pareto front), then to the first."""
     eligible = _eligible(trials)
     if not eligible:
         return None
-    pick = max if mode == "max" else min
-    return pick(eligible, key=lambda t: t["best"])
+
+    def key(trial: dict[str, Any]) -> tuple[float, ...]:
+        values = _objective_values(trial, objectives)
+        if values is None:  # not measured: only the metric counts, behind any measured tie
+            worst = [math.inf if mode == "min" else -math.inf for mode in modes[1:]]
+            values = [trial["best"], *worst]
+        return lexicographic_key(values, modes)
+
+    return max(eligible, key=key)
 
 
 def _compute(trials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -236,7 +310,12 @@ def _compute(trials: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _trial_record(
-    result: tune.Result, metric: str, mode: str, search_space: space.SearchSpace, num_classes: int
+    result: tune.Result,
+    metric: str,
+    mode: str,
+    search_space: space.SearchSpace,
+    num_classes: int,
+    constraints: tuple[Constraint, ...] = (),
 ) -> dict[str, Any]:
     frame = result.metrics_dataframe
     history = epoch_rows([] if frame is None else frame.to_dict("records"))
@@ -244,9 +323,14 @@ def _trial_record(
     epochs = int(last.get("training_iteration", 0))
     best_value, best_epoch = best_epoch_of(history, metric, mode)
     planned = TrainConfig.model_validate(result.config).epochs if result.config else epochs
+    values = trial_values(history, best_epoch)
+    footprint = {k: v for k, v in values.items() if k not in m.OPTIMIZABLE}
+    status = _status(result, epochs, planned)
+    # Constraints are judged only where they decide: on trials that could otherwise win.
+    judged = constraints if status.can_win and best_value is not None else ()
     return {
         "trial_id": result_trial_id(result),
-        "status": _status(result, epochs, planned),
+        "status": status,
         "epochs": epochs,
         "planned_epochs": planned,
         "best": best_value,
@@ -256,6 +340,10 @@ def _trial_record(
         "diagnosis": diagnose(history, num_classes).to_dict(),
         "node_id": last.get(m.NODE_ID),  # the Ray node of its last epoch
         "nodes": _nodes_in_order(history),  # more than one if it moved (a node was lost)
+        "footprint": footprint or None,  # params, flops, latency (trainables.footprint)
+        "broken_constraints": [
+            reason for c in judged if (reason := c.broken_by(values)) is not None
+        ],
     }
 
 
@@ -265,7 +353,7 @@ def _nodes_in_order(history: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(n for n in nodes if isinstance(n, str) and n))
 
 
-def _status(result: tune.Result, epochs: int, planned: int) -> str:
+def _status(result: tune.Result, epochs: int, planned: int) -> TrialStatus:
     return classify_status(result.error is not None, result.metrics or {}, epochs, planned)
 
 
@@ -299,6 +387,11 @@ def _lineage(result: tune.Result) -> list[dict[str, Any]]:
         return []
     with result.checkpoint.as_directory() as directory:
         return list(load_checkpoint(directory).get("lineage", []))
+
+
+def results_by_id(results: tune.ResultGrid) -> dict[str, tune.Result]:
+    """Tune's results keyed by their trials' own ids."""
+    return {result_trial_id(results[i]): results[i] for i in range(len(results))}
 
 
 def result_trial_id(result: tune.Result) -> str:

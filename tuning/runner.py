@@ -27,20 +27,22 @@ from trainables.config import TrainConfig, TransferConfig
 from trainables.data import TuningData, load_splits
 from trainables.transfer import StateDict, load_pretrained, pretrained_key
 from trainables.tune_adapter import train_trial
-from tuning import preflight
+from tuning import preflight, warm_start
 from tuning.cluster import connect
 from tuning.errors import ConfigError, SweepInterrupted
-from tuning.experiment import Experiment, validate_experiment
+from tuning.experiment import Experiment
+from tuning.final import read_test_looks
 from tuning.gpu_packing import resolve_gpu_share
 from tuning.layout import (
     CLOCK_FILE,
     EXPERIMENT_FILE,
     GPU_SHARE_FILE,
     SUMMARY_FILE,
+    WARM_START_FILE,
     trial_dirname,
 )
 from tuning.progress import ProgressLine
-from tuning.results import FinalContext, result_trial_id, summarize
+from tuning.results import FinalContext, result_trial_id, results_by_id, summarize
 from tuning.retention import CheckpointRetention
 from tuning.searchers import build_searcher
 from tuning.storage import (
@@ -49,7 +51,6 @@ from tuning.storage import (
     holds_anything,
     is_remote,
     read_text,
-    resolve_location,
     sweep_location,
     top_level_files,
     write_text,
@@ -60,7 +61,8 @@ from tuning.summary import Summary
 # names importable from here for sweeps started before they moved.
 from tuning.sweep_callbacks import TrialEndedItself, TrialsEndedThisRun
 from tuning.tensorboard import TensorBoardLogger
-from tuning.yaml_io import dump_yaml, parse_yaml_mapping
+from tuning.warm_start import KnownPoint
+from tuning.yaml_io import dump_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -95,32 +97,33 @@ def run_sweep(
     preflight.check_run(experiment, storage=storage, name=name, address=address)
     name = name or f"{experiment.name}-{datetime.now():%Y%m%d-%H%M%S}"
     location = _new_location(storage, name)
-    return _start_sweep(experiment, location, address, callbacks or [], save_experiment=True)
+    tuner, final = new_tuner(experiment, location, address, callbacks or [], save_experiment=True)
+    return fit_and_summarize(tuner, experiment, final)
 
 
-def _start_sweep(
+def new_tuner(
     experiment: Experiment,
     location: str,
     address: str | None,
     callbacks: list[tune.Callback],
     *,
     save_experiment: bool = False,
-) -> SweepOutcome:
-    """Run `experiment` from its first trial in `location`; the experiment file is saved
-    there (unless it already is) once the data and weights have loaded."""
+) -> tuple[tune.Tuner, FinalContext]:
+    """A Tuner that runs `experiment` from its first trial in `location`; the experiment
+    file is saved there (unless it already is) once the data and weights have loaded."""
+    warm = warm_start.load(experiment)  # earlier sweeps that cannot be read fail here
     splits = load_splits(experiment.dataset)
     pretrained = _pretrained_backbones(experiment)  # bad weights fail here, before Ray starts
     _check_gpus_exist(experiment, address)
     if save_experiment:
-        write_text(
-            location,
-            EXPERIMENT_FILE,
-            dump_yaml(experiment.model_dump(mode="json", exclude_none=True)),
-        )
+        write_text(location, EXPERIMENT_FILE, experiment_yaml(experiment))
+    if warm is not None:
+        logger.info("%s", warm.message())
+        write_text(location, WARM_START_FILE, warm.to_json())
     connect(address)
     check_storage_is_shared(location)
     gpu = _gpu_per_trial(experiment, splits.tuning, pretrained, location)
-    tune_config = _tune_config(experiment, gpu)
+    tune_config = _tune_config(experiment, gpu, warm.used if warm is not None else [])
     # Saves the scheduler with Tune's experiment state: Ray saves only the searcher.
     assert tune_config.scheduler is not None  # _tune_config always builds one
     snapshot = SchedulerSnapshot(tune_config.scheduler)
@@ -130,38 +133,17 @@ def _start_sweep(
         tune_config=tune_config,
         run_config=_run_config(experiment, location, [snapshot, *callbacks]),
     )
-    return _fit_and_summarize(tuner, experiment, FinalContext(splits, location, gpu, pretrained))
+    return tuner, FinalContext(splits, location, gpu, pretrained)
 
 
-def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepOutcome:
-    """Finish an interrupted sweep from whatever state a crash left it in.
-
-    - finished (summary.json exists): returned as it stands, the test split untouched;
-    - Tune had saved no state yet (killed in its first seconds): started afresh from
-      the experiment saved with it, in the same folder;
-    - otherwise: finished trials are kept, the others continue from their checkpoints,
-      and the scheduler carries on from its saved state (schedulers.snapshot).
-    """
-    preflight.check_resume(directory, address=address)
-    location = resolve_location(str(directory))
-    config_text = read_text(location, EXPERIMENT_FILE)
-    if config_text is None:
-        raise ConfigError(
-            f"{location!r} is not a cnn-tune sweep: it has no {EXPERIMENT_FILE}; pass the "
-            "folder <storage>/<name> that `cnn-tune run` printed. A run killed before it "
-            "saved its experiment left nothing to resume: run it again with the same --name"
-        )
-    experiment = validate_experiment(parse_yaml_mapping(config_text, EXPERIMENT_FILE))
-    finished = _finished_summary(location)
-    if finished is not None:
-        # The test split was looked at when the sweep finished; another look would be a
-        # second one for the same final model.
-        logger.info("%s has finished: its summary stands, the test split is not touched", location)
-        return SweepOutcome(summary=finished, location=location)
+def tuner_to_resume(
+    experiment: Experiment, location: str, address: str | None
+) -> tuple[tune.Tuner, FinalContext]:
+    """The Tuner that continues the interrupted Tune experiment in `location`."""
     if not _tune_state_saved(location):
         logger.info("%s stopped before Ray Tune saved any state: starting it afresh", location)
         clear_except(location, {EXPERIMENT_FILE, GPU_SHARE_FILE})
-        return _start_sweep(experiment, location, address, [])
+        return new_tuner(experiment, location, address, [])
     splits = load_splits(experiment.dataset)
     pretrained = _pretrained_backbones(experiment)
     connect(address)
@@ -173,24 +155,19 @@ def resume_sweep(directory: str | Path, *, address: str | None = None) -> SweepO
         resume_unfinished=True,
         resume_errored=True,
     )
-    return _fit_and_summarize(tuner, experiment, FinalContext(splits, location, gpu, pretrained))
+    return tuner, FinalContext(splits, location, gpu, pretrained)
 
 
-def _finished_summary(location: str) -> dict[str, Any] | None:
-    """The sweep's summary, or None if it has none (or only a part of one, cut by a crash)."""
-    text = read_text(location, SUMMARY_FILE)
-    if text is None:
-        return None
-    try:
-        return Summary.read(text).as_dict()
-    except ValueError:  # also pydantic's ValidationError
-        logger.warning("%s/%s is incomplete: summarizing again", location, SUMMARY_FILE)
-        return None
-
-
-def _fit_and_summarize(
+def fit_and_summarize(
     tuner: tune.Tuner, experiment: Experiment, final: FinalContext
 ) -> SweepOutcome:
+    results, seconds = fit(tuner, experiment, final.location)
+    return summarize_sweep(results_by_id(results), experiment, final, seconds)
+
+
+def fit(tuner: tune.Tuner, experiment: Experiment, location: str) -> tuple[tune.ResultGrid, float]:
+    """Run the Tune experiment in `location` to its end; its results and its seconds in
+    Tune over every run of it. Raises SweepInterrupted if it stopped early (Ctrl-C)."""
     # Ray would add its TBXLoggerCallback, which loses PBT epochs (see tuning.tensorboard);
     # the loggers we want are listed explicitly in _run_config.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
@@ -198,15 +175,42 @@ def _fit_and_summarize(
     TrialsEndedThisRun.ended.clear()
     SchedulerSnapshot.earlier_seconds = 0.0  # set by Tune when it restores the sweep
     results = tuner.fit()
-    _raise_if_unfinished(results, experiment, final.location)
+    _raise_if_unfinished(results, experiment, location)
     # Every run's time in Tune: the earlier ones' as saved with the sweep (with Tune's
     # state, or when an earlier fit ended), and this one's.
-    earlier = max(SchedulerSnapshot.earlier_seconds, _clock_seconds(final.location))
-    wall_seconds = earlier + time.monotonic() - start
-    write_text(final.location, CLOCK_FILE, json.dumps({"tune_seconds": wall_seconds}) + "\n")
-    summary = Summary.model_validate(summarize(results, experiment, final, wall_seconds))
+    earlier = max(SchedulerSnapshot.earlier_seconds, _clock_seconds(location))
+    seconds = earlier + time.monotonic() - start
+    write_text(location, CLOCK_FILE, json.dumps({"tune_seconds": seconds}) + "\n")
+    return results, seconds
+
+
+def summarize_sweep(
+    by_id: dict[str, tune.Result],
+    experiment: Experiment,
+    final: FinalContext,
+    wall_seconds: float,
+    extra: dict[str, Any] | None = None,
+) -> SweepOutcome:
+    """Test the best of `by_id`'s trials once and write the sweep's summary.json."""
+    record = summarize(by_id, experiment, final, wall_seconds)
+    record["test"]["looks"] = len(read_test_looks(final.location))
+    record |= _warm_start_record(final.location) | (extra or {})
+    summary = Summary.model_validate(record)
     write_text(final.location, SUMMARY_FILE, summary.to_json())
     return SweepOutcome(summary=summary.as_dict(), location=final.location)
+
+
+def experiment_yaml(experiment: Experiment) -> str:
+    return dump_yaml(experiment.model_dump(mode="json", exclude_none=True))
+
+
+def _warm_start_record(location: str) -> dict[str, Any]:
+    """summary.json's `warm_start`, from what the sweep recorded as it started."""
+    text = read_text(location, WARM_START_FILE)
+    if text is None:
+        return {}
+    record = json.loads(text)
+    return {"warm_start": {"used": record["used"], "dropped": record["dropped"]}}
 
 
 def _clock_seconds(location: str) -> float:
@@ -262,7 +266,7 @@ def _gpu_per_trial(
     if saved is not None:
         return float(json.loads(saved)["gpu_per_trial"])
     total = experiment.num_trials
-    cpu_slots = _trials_that_fit(experiment.resources.cpu, 0.0)
+    cpu_slots = _trials_thatfit(experiment.resources.cpu, 0.0)
     trials_at_once = min(total, experiment.search.max_concurrent or total, cpu_slots)
     share = resolve_gpu_share(experiment.train, data, pretrained, trials_at_once)
     write_text(location, GPU_SHARE_FILE, json.dumps({"gpu_per_trial": share}) + "\n")
@@ -294,16 +298,16 @@ def _pretrained_backbones(experiment: Experiment) -> dict[str, StateDict | None]
     return weights
 
 
-def _tune_config(experiment: Experiment, gpu: float) -> tune.TuneConfig:
+def _tune_config(experiment: Experiment, gpu: float, known: list[KnownPoint]) -> tune.TuneConfig:
     search = experiment.search
     max_concurrent = search.max_concurrent
     if max_concurrent is None and search.algorithm in ("hyperopt", "optuna"):
         # TPE learns from ended trials: never propose more than can run at once.
-        max_concurrent = _trials_that_fit(experiment.resources.cpu, gpu)
+        max_concurrent = _trials_thatfit(experiment.resources.cpu, gpu)
     return tune.TuneConfig(
         metric=experiment.metric,
         mode=experiment.resolved_mode,
-        search_alg=build_searcher(search),
+        search_alg=build_searcher(search, known),
         scheduler=build_scheduler(
             experiment.scheduler,
             max_epochs=experiment.max_epochs,
@@ -337,7 +341,9 @@ def _run_config(
     else:
         reevaluate = experiment.final.reevaluate
         winners = reevaluate.top_k if reevaluate is not None else 1
-        retention = [CheckpointRetention(metric, mode, keep, winners)]  # see tuning.retention
+        retention = [  # see tuning.retention
+            CheckpointRetention(metric, mode, keep, winners, experiment.outcome_constraints)
+        ]
     return tune.RunConfig(
         name=name,
         storage_path=storage_path,
@@ -357,14 +363,16 @@ def _run_config(
             TensorBoardLogger(metric, mode, experiment.search_space, config_can_change=pbt),
             *retention,
             # Ray's own output prints a table for every trial that starts; one line instead.
-            ProgressLine(metric, mode, experiment.num_trials),
+            ProgressLine(
+                metric, mode, experiment.num_trials, constraints=experiment.outcome_constraints
+            ),
             *callbacks,
         ],
         verbose=0,
     )
 
 
-def _trials_that_fit(cpu: float, gpu: float) -> int:
+def _trials_thatfit(cpu: float, gpu: float) -> int:
     available = ray.cluster_resources()
     fits = [available.get("CPU", 1.0) / cpu]
     if gpu > 0:

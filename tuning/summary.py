@@ -11,15 +11,22 @@ keys, so a summary written by a newer cnn-tune still reads. Imports neither Ray 
       "num_early_stopped",                                # by their own patience
       "num_diverged", "num_infeasible",
       "best": {"trial_id", "config", "<metric>", "epochs", "best_epoch",
-               "checkpoint_epoch", "path", "diagnosis"},
+               "checkpoint_epoch", "path", "diagnosis", "footprint"},
+      "constraints"?: {"<metric>": "<= 1e+06"}, "num_ineligible"?,   # if constrained
+      "objectives"?: {"<name>": "max" | "min"},                      # if multi-objective
+      "pareto_front"?: [{"trial_id", "<objective>": value, ...}], "pareto_rule"?,
       "final": {"protocol", "models": [{"name", "seed", "epochs", "trained_on", "path", ...}]},
       "test": {"accuracy", "accuracy_ci95", "loss", "num_examples", "per_class_accuracy",
-               "evaluations", "models", "seed_spread"?},
+               "evaluations", "models", "seed_spread"?, "looks"},
       "reevaluation"?: {"top_k", "seeds", "candidates", "chosen", "changed_pick"},
       "compute": {"epochs", "fifo_epochs", "fraction_of_fifo", "stopped_by_scheduler_at_epoch"},
       "trials": [{"trial_id", "status", "epochs", "planned_epochs", "best", "best_epoch",
-                  "tuned", "error", "diagnosis", "node_id", "nodes", "lineage"?}],
-      "lineage": [{"trial_id", "donor", "epoch", "new_values"}]    # PBT exploits
+                  "tuned", "error", "diagnosis", "node_id", "nodes", "lineage"?,
+                  "footprint": {"params", "flops", "latency_ms", "latency_ms_batch",
+                                "latency_batch_size"} | null, "broken_constraints"}],
+      "lineage": [{"trial_id", "donor", "epoch", "new_values"}],   # PBT exploits
+      "warm_start"?: {"used": [{"source", "value"}], "dropped": [{"source", "reason"}]},
+      "extensions"?: rounds added by `cnn-tune resume DIR --set search.num_samples=N`
     }
 """
 
@@ -55,6 +62,7 @@ class BestTrial(_Open):
     checkpoint_epoch: int | None = None
     path: str
     diagnosis: Diagnosis
+    footprint: dict[str, float] | None = None
 
     def value(self, metric: str) -> float:
         return float((self.model_extra or {})[metric])
@@ -87,6 +95,7 @@ class TestResult(_Open):
     num_examples: int
     per_class_accuracy: dict[str, float] = {}
     evaluations: int = 1
+    looks: int = 1  # final models the test split has scored in the sweep's life
     models: list[dict[str, Any]] = []
     seed_spread: SeedSpread | None = None
 
@@ -108,11 +117,23 @@ class TrialRecord(_Open):
     tuned: dict[str, Any] = {}
     error: str | None = None
     diagnosis: Diagnosis | None = None
+    footprint: dict[str, float] | None = None  # trainables.footprint's figures
+    broken_constraints: list[str] = []  # why it may not win, e.g. "params = 2e6, not <= 1e6"
 
     @field_validator("status", mode="before")
     @classmethod
     def _older_spelling(cls, value: Any) -> Any:
         return TrialStatus.read(value) if isinstance(value, str) else value
+
+
+class ParetoPoint(_Open):
+    """A trial on the Pareto front; its value of each objective sits under the objective's
+    own name (`point.value(name)`)."""
+
+    trial_id: str
+
+    def value(self, name: str) -> float:
+        return float((self.model_extra or {})[name])
 
 
 class Summary(_Open):
@@ -129,10 +150,17 @@ class Summary(_Open):
     final: Final = Final()
     test: TestResult
     reevaluation: dict[str, Any] | None = None
+    constraints: dict[str, str] = {}  # metric -> "<= 1e+06"
+    num_ineligible: int = 0  # trials that could have won but broke a constraint
+    objectives: dict[str, str] = {}  # multi-objective: name -> mode, the metric first
+    pareto_front: list[ParetoPoint] = []  # best metric first
+    pareto_rule: str | None = None  # which front point the final test took
     compute: Compute | None = None
     wall_seconds: float
     trials: list[TrialRecord] = []
     lineage: list[dict[str, Any]] = []
+    warm_start: dict[str, Any] | None = None  # search.warm_start (tuning.warm_start)
+    extensions: int = 0  # rounds of trials added by `resume --set` (tuning.extension)
 
     @classmethod
     def read(cls, text: str) -> Summary:

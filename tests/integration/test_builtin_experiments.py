@@ -12,8 +12,9 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from torchvision import models
 
-from tuning.experiment import builtin_names, load_experiment
+from tuning.experiment import load_experiment
 from tuning.runner import run_sweep
+from tuning.sources import builtin_names
 
 pytestmark = pytest.mark.integration
 

@@ -255,6 +255,30 @@ def test_resume_of_a_sweep_killed_before_its_test_evaluation_evaluates_once(
     assert err.count("held-out test examples") == 1
 
 
+@pytest.mark.slow
+def test_an_extension_killed_mid_round_continues_its_round_on_resume(early_killed_then_resumed):
+    sweep = early_killed_then_resumed["sweep"]
+    before = json.loads((sweep / "summary.json").read_text())
+    extend = cnn_tune_in_own_group("resume", str(sweep), "--set", "search.num_samples=4")
+    deadline = time.monotonic() + 240
+    while not any((sweep / "extension-1").glob("trial_*/checkpoint_*")):
+        assert extend.poll() is None and time.monotonic() < deadline, extend.communicate()
+        time.sleep(0.02)
+    kill_group(extend)  # 2 trials planned, one at a time: the round is far from its end
+
+    resume = cnn_tune("resume", str(sweep))
+    _, err = resume.communicate(timeout=400)
+
+    assert resume.returncode == 0, err
+    assert f"continuing the extension of {sweep} in {sweep}/extension-1" in err
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["num_trials"] == 4 and summary["extensions"] == 1
+    assert all(t["epochs"] == 2 and t["status"] == "completed" for t in summary["trials"])
+    kept = {t["trial_id"]: t["best"] for t in before["trials"]}
+    assert {t["trial_id"]: t["best"] for t in summary["trials"] if t["trial_id"] in kept} == kept
+    assert len(epochs_reported(sweep / "extension-1")) == 2
+
+
 def test_resume_of_a_folder_without_an_experiment_says_what_to_pass(tmp_path):
     resume = cnn_tune("resume", str(tmp_path))
     _, err = resume.communicate(timeout=120)

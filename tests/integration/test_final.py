@@ -15,7 +15,8 @@ from trainables.data import ImageSplit
 from tuning.experiment import validate_experiment
 from tuning.export import WEIGHTS_FILE, export_best
 from tuning.final import FinalModel, HeldOutTest, load_final_state, retrained_models
-from tuning.runner import resume_sweep, run_sweep
+from tuning.resume import resume_sweep
+from tuning.runner import run_sweep
 from tuning.summary_text import format_summary
 
 pytestmark = pytest.mark.integration

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,13 @@ from trainables.lineage import merge_lineage
 from tuning.diagnosis import Diagnosis, diagnose
 from tuning.errors import ConfigError
 from tuning.experiment import Experiment, validate_experiment
+from tuning.extension import round_numbers
 from tuning.history import best_epoch_of, epoch_rows
-from tuning.layout import EXPERIMENT_FILE, PROGRESS_FILE, SUMMARY_FILE
+from tuning.layout import EXPERIMENT_FILE, PROGRESS_FILE, SUMMARY_FILE, extension_dirname
 from tuning.results import classify_status
 from tuning.status import TrialStatus
 from tuning.summary import Summary
+from tuning.tradeoffs import Constraint, trial_values
 from tuning.values import is_finite
 from tuning.yaml_io import parse_yaml_mapping
 
@@ -106,7 +109,23 @@ class SweepView:
         if self.summary is not None:
             wanted = self.summary.get("best", {}).get("trial_id")
             return next((t for t in self.trials if t.trial_id == wanted), None)
-        return next((t for t in self.trials if t.best is not None and t.status in _ELIGIBLE), None)
+        constraints = self.experiment.outcome_constraints
+        return next(
+            (
+                t
+                for t in self.trials
+                if t.best is not None
+                and t.status in _ELIGIBLE
+                and meets_constraints(t, constraints)
+            ),
+            None,
+        )
+
+
+def meets_constraints(trial: TrialView, constraints: Sequence[Constraint]) -> bool:
+    """Whether the trial breaks none of the experiment's outcome constraints (so far)."""
+    values = trial_values(trial.history, trial.best_epoch)
+    return all(c.broken_by(values) is None for c in constraints)
 
 
 @dataclass(frozen=True)
@@ -131,20 +150,26 @@ def lr_batch_points(trials: list[TrialView]) -> list[LrBatchPoint]:
 def load_sweep(directory: Path) -> SweepView:
     """Read the sweep folder `directory` (local), raising ConfigError if it is not one."""
     experiment = _read_experiment(directory)
-    analysis = _analysis(directory)
+    # The sweep's own Tune experiment, then those of its extension rounds (tuning.extension).
+    folders = [p.name for p in directory.iterdir() if p.is_dir()]
+    rounds = [directory / extension_dirname(k) for k in round_numbers(folders)]
+    # A round whose Tune has saved nothing yet has no trial to show.
+    started = [r for r in rounds if any(r.glob("experiment_state-*.json"))]
+    analyses = [_analysis(directory), *(_analysis(r) for r in started)]
     summary = _read_summary(directory)
-    num_classes = _num_classes(summary, analysis.trials)
+    num_classes = _num_classes(summary, [t for a in analyses for t in a.trials])
     ended = {t["trial_id"]: t for t in (summary or {}).get("trials", [])}
     trials = [
         _trial_view(trial, _progress_rows(trial, analysis), experiment, num_classes)
+        for analysis in analyses
         for trial in analysis.trials
     ]
     # Tune's last saved state can still show a trial whose process died as pending or
     # running; the summary has how each trial ended, from the results Tune returned.
     trials = [_as_summarized(t, ended[t.trial_id]) if t.trial_id in ended else t for t in trials]
     lineage: list[dict[str, Any]] = []
-    if experiment.scheduler.mutates_config:
-        lineage = summary["lineage"] if summary else _lineage(analysis.trials)
+    if experiment.scheduler.mutates_config:  # never extended: one Tune experiment
+        lineage = summary["lineage"] if summary else _lineage(analyses[0].trials)
     best_id = (summary or {}).get("best", {}).get("trial_id")
     ranked = rank_trials(trials, experiment.resolved_mode, best_id)
     return SweepView(directory, experiment, ranked, lineage, summary)
@@ -217,9 +242,12 @@ def _trial_view(
 
 
 def _as_summarized(trial: TrialView, record: dict[str, Any]) -> TrialView:
-    """`trial` with the status and error that summary.json recorded for it."""
+    """`trial` with the status and error that summary.json recorded for it; a trial that
+    broke an outcome constraint says which in place of an error (why it did not win)."""
     status = TrialStatus.read(record["status"])  # also an older sweep's spelling
-    return replace(trial, status=status, error=record.get("error") or trial.error)
+    broken = "; ".join(record.get("broken_constraints") or [])
+    error = record.get("error") or trial.error or (f"may not win: {broken}" if broken else None)
+    return replace(trial, status=status, error=error)
 
 
 def _progress_rows(trial: Trial, analysis: tune.ExperimentAnalysis) -> list[dict[str, Any]]:

@@ -1,0 +1,94 @@
+"""More trials for a finished sweep: `cnn-tune resume DIR --set search.num_samples=N`.
+
+Ray Tune cannot add trials to an experiment that has finished (ray-project/ray#42221),
+so the extra trials run as a Tune experiment of their own inside the sweep's folder, a
+round (`extension-<k>/`, with its own trials, Tune state and checkpoints). Nothing that
+ran is run again or lost. Once the round has finished, the sweep's summary covers every
+round: the best trial of all, its final model, and the test split evaluated again only
+if that final model is a new one (`test.looks` counts the looks).
+
+The round's searcher does not start from nothing:
+  - hyperopt and optuna start warm from every trial the sweep has run (tuning.warm_start);
+  - random search draws with the sweep's seed plus the round number, so it does not
+    repeat the points it drew before; a grid is passed over again (num_samples repeats).
+
+PBT and PB2 evolve one population over time: a later round would be a second population
+that never met the first, so their sweeps are not extended.
+
+Imports neither Ray nor torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuning.errors import ConfigError
+from tuning.experiment import Experiment, validate_experiment
+from tuning.layout import EXTENSION_PREFIX, extension_dirname
+from tuning.yaml_io import apply_overrides
+
+EXTENDABLE = ("search.num_samples",)
+
+
+def extended(experiment: Experiment, changes: list[str], trials_run: int) -> Experiment:
+    """`experiment` with the `--set` lines of `cnn-tune resume` applied and checked.
+
+    Raises:
+        ConfigError: a key that cannot change after a sweep ran, or no trial to add.
+    """
+    problems = []
+    for change in changes:
+        key = change.partition("=")[0].strip()
+        if key not in EXTENDABLE:
+            problems.append(
+                f"resume --set {change!r}: a sweep that ran can only be given more trials "
+                f"({', '.join(f'--set {k}=N' for k in EXTENDABLE)}); training its trials for "
+                "more epochs, or any other change, needs a new sweep: `cnn-tune run` with "
+                "search.warm_start: [DIR] starts it from this one's results"
+            )
+    if problems:
+        raise ConfigError(problems)
+    raw = apply_overrides(experiment.model_dump(mode="json", exclude_none=True), changes)
+    wanted = validate_experiment(raw)
+    if wanted.scheduler.mutates_config:
+        raise ConfigError(
+            f"resume --set search.num_samples: scheduler {wanted.scheduler.name} evolves one "
+            "population, which later trials would never meet; start a new sweep instead"
+        )
+    if wanted.num_trials <= trials_run:
+        raise ConfigError(
+            f"resume --set search.num_samples={wanted.search.num_samples}: the sweep has "
+            f"already run {trials_run} trials; ask for more (num_samples x grid points > "
+            f"{trials_run})"
+        )
+    return wanted
+
+
+def round_experiment(
+    experiment: Experiment, location: str, trials_run: int, round_number: int
+) -> Experiment:
+    """The experiment of round `round_number`: the trials `experiment` has beyond the
+    `trials_run` ones, with a searcher that knows or avoids what ran before."""
+    grid = experiment.search_space.grid_size
+    search: dict[str, Any] = {
+        "num_samples": (experiment.num_trials - trials_run) // grid,
+        "seed": experiment.search.seed + round_number,
+    }
+    if experiment.search.algorithm in ("hyperopt", "optuna"):
+        search["warm_start"] = [location]  # its summary lists every trial of every round
+    raw = experiment.model_dump(mode="json", exclude_none=True)
+    raw["search"].update(search)
+    return validate_experiment(raw)
+
+
+def round_location(location: str, round_number: int) -> str:
+    return f"{location.rstrip('/')}/{extension_dirname(round_number)}"
+
+
+def round_numbers(folder_names: list[str]) -> list[int]:
+    """The rounds among a sweep folder's sub-folders, in order."""
+    return sorted(
+        int(name.removeprefix(EXTENSION_PREFIX))
+        for name in folder_names
+        if name.startswith(EXTENSION_PREFIX) and name.removeprefix(EXTENSION_PREFIX).isdigit()
+    )

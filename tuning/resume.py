@@ -1,0 +1,124 @@
+"""`cnn-tune resume DIR [--set search.num_samples=N]`: what a sweep folder needs next.
+
+A sweep folder says how far it got: no summary.json (interrupted: Tune continues it),
+a summary with every trial the experiment asks for (finished: it stands), or fewer
+(more were asked for: the rest run as an extension round, tuning.extension). The
+runner builds and runs the Tuners; this module only decides which.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from tuning import extension, preflight
+from tuning.errors import ConfigError
+from tuning.experiment import Experiment, validate_experiment
+from tuning.layout import EXPERIMENT_FILE, SUMMARY_FILE
+from tuning.results import results_by_id
+from tuning.runner import (
+    SweepOutcome,
+    experiment_yaml,
+    fit,
+    fit_and_summarize,
+    new_tuner,
+    summarize_sweep,
+    tuner_to_resume,
+)
+from tuning.storage import read_text, resolve_location, write_text
+from tuning.summary import Summary
+from tuning.yaml_io import parse_yaml_mapping
+
+logger = logging.getLogger(__name__)
+
+
+def resume_sweep(
+    directory: str | Path, *, address: str | None = None, changes: list[str] | None = None
+) -> SweepOutcome:
+    """Finish an interrupted sweep from whatever state a crash left it in, or give a
+    finished one more trials (`changes`: `search.num_samples=N`, tuning.extension).
+
+    - finished (summary.json exists) with every trial it asks for: returned as it
+      stands, the test split untouched;
+    - finished with fewer trials than it now asks for (`changes`, or an extension that
+      was interrupted): the others run as a round of their own, then the summary covers
+      every round;
+    - Tune had saved no state yet (killed in its first seconds): started afresh from
+      the experiment saved with it, in the same folder;
+    - otherwise: finished trials are kept, the others continue from their checkpoints,
+      and the scheduler carries on from its saved state (schedulers.snapshot).
+    """
+    preflight.check_resume(directory, address=address)
+    location = resolve_location(str(directory))
+    config_text = read_text(location, EXPERIMENT_FILE)
+    if config_text is None:
+        raise ConfigError(
+            f"{location!r} is not a cnn-tune sweep: it has no {EXPERIMENT_FILE}; pass the "
+            "folder <storage>/<name> that `cnn-tune run` printed. A run killed before it "
+            "saved its experiment left nothing to resume: run it again with the same --name"
+        )
+    experiment = validate_experiment(parse_yaml_mapping(config_text, EXPERIMENT_FILE))
+    finished = _finished_summary(location)
+    # Checked before anything runs; an interrupted sweep will have run all its trials.
+    trials_run = len(finished["trials"]) if finished is not None else experiment.num_trials
+    wanted = extension.extended(experiment, changes, trials_run) if changes else experiment
+    if finished is None:
+        tuner, final = tuner_to_resume(experiment, location, address)
+        outcome = fit_and_summarize(tuner, experiment, final)
+        if wanted is experiment:
+            return outcome
+        finished, trials_run = outcome.summary, experiment.num_trials
+    elif wanted.num_trials <= trials_run:
+        # The test split was looked at when the sweep finished; another look would be a
+        # second one for the same final model.
+        logger.info("%s has finished: its summary stands, the test split is not touched", location)
+        return SweepOutcome(summary=finished, location=location)
+    if wanted is not experiment:
+        write_text(location, EXPERIMENT_FILE, experiment_yaml(wanted))
+    return _extend(wanted, location, finished, address)
+
+
+def _extend(
+    experiment: Experiment, location: str, finished: dict[str, Any], address: str | None
+) -> SweepOutcome:
+    """Run the trials `experiment` asks for beyond the finished ones as the next round,
+    then summarize every round into the sweep's folder (tuning.extension)."""
+    trials_run, merged = len(finished["trials"]), int(finished.get("extensions", 0))
+    number = merged + 1
+    round_dir = extension.round_location(location, number)
+    saved = read_text(round_dir, EXPERIMENT_FILE)
+    if saved is not None:  # an interrupted extension: its round continues as planned
+        planned = validate_experiment(parse_yaml_mapping(saved, EXPERIMENT_FILE))
+        logger.info("continuing the extension of %s in %s", location, round_dir)
+        tuner, final = tuner_to_resume(planned, round_dir, address)
+    else:
+        planned = extension.round_experiment(experiment, location, trials_run, number)
+        logger.info("extending %s by %d trials in %s", location, planned.num_trials, round_dir)
+        tuner, final = new_tuner(planned, round_dir, address, [], save_experiment=True)
+    results, seconds = fit(tuner, planned, round_dir)
+    by_id = results_by_id(results)
+    for earlier in [location, *(extension.round_location(location, k) for k in range(1, number))]:
+        by_id = results_by_id(tune.ResultGrid(tune.ExperimentAnalysis(earlier))) | by_id
+    return summarize_sweep(
+        by_id,
+        experiment,
+        replace(final, location=location),
+        float(finished["wall_seconds"]) + seconds,
+        {"extensions": number},
+    )
+
+
+def _finished_summary(location: str) -> dict[str, Any] | None:
+    """The sweep's summary, or None if it has none (or only a part of one, cut by a crash)."""
+    text = read_text(location, SUMMARY_FILE)
+    if text is None:
+        return None
+    try:
+        return Summary.read(text).as_dict()
+    except ValueError:  # also pydantic's ValidationError
+        logger.warning("%s/%s is incomplete: summarizing again", location, SUMMARY_FILE)
+        return None
