@@ -17,6 +17,9 @@ import torch
 
 CHECKPOINT_FILE = "state.pt"
 FORMAT_VERSION = 1
+# An exported model folder (tuning.export writes it; a cnn-tune backbone reads it).
+WEIGHTS_FILE = "weights.pt"  # the model's state dict alone
+MODEL_FILE = "model.json"  # config, data_info, preprocessing, class names, source
 
 
 def state_to_bytes(state: dict[str, Any]) -> bytes:

@@ -42,20 +42,30 @@ class ResNet18Config(StrictModel):
 
 
 class TransferConfig(StrictModel):
-    """A torchvision backbone with pretrained weights, partly frozen, and a new head.
+    """A pretrained backbone, partly frozen, and a new head.
 
-    weights: "imagenet" (torchvision's weights API; downloads once where there is
-    internet), "none" (random initialization), or the path of a state-dict file saved
-    from the same torchvision architecture.
+    backbone: a torchvision architecture, or `cnn-tune`: the conv blocks of a model this
+    tool trained and exported (`cnn-tune export`), which needs no download.
+    weights: for torchvision, "imagenet" (torchvision's weights API; downloads once where
+    there is internet), "none" (random initialization), or the path of a state-dict file
+    saved from the same architecture; for cnn-tune, the exported model's folder.
     """
 
     name: Literal["transfer"]
-    backbone: Literal["resnet18", "resnet50", "vgg16", "mobilenet_v3_small", "efficientnet_b0"]
+    backbone: Literal[
+        "resnet18", "resnet50", "vgg16", "mobilenet_v3_small", "efficientnet_b0", "cnn-tune"
+    ]
     weights: str = Field("imagenet", min_length=1)
     freeze: Literal["all", "none"] | int = Field(
         "all", description="freeze every backbone block, none, or the first k blocks"
     )
-    input_size: int = Field(224, ge=16, le=1024, description="pixels the backbone sees")
+    input_size: int | None = Field(
+        None,
+        ge=4,
+        le=1024,
+        description="pixels the backbone sees; default 224 for torchvision backbones, the "
+        "exported model's image size for cnn-tune",
+    )
     backbone_lr_factor: float = Field(
         0.1, ge=0.0, le=1.0, description="backbone lr = optimizer.lr x this; the head gets lr"
     )
@@ -65,6 +75,11 @@ class TransferConfig(StrictModel):
     def _freeze_count_not_negative(self) -> TransferConfig:
         if isinstance(self.freeze, int) and self.freeze < 0:
             raise ValueError(f"freeze must be all, none or a block count >= 0, got {self.freeze}")
+        if self.backbone == "cnn-tune" and self.weights in ("imagenet", "none"):
+            raise ValueError(
+                f"backbone cnn-tune takes its weights from a model `cnn-tune export` wrote, "
+                f"not {self.weights!r}: set weights to that folder, e.g. runs/pretrain/model"
+            )
         return self
 
 

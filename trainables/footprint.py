@@ -1,7 +1,8 @@
 """What a model costs to keep and to run: its parameters, FLOPs and inference latency.
 
-The Tune adapter measures a trial's model once, when the trial starts (its architecture
-and device do not change across epochs), and reports the figures with every epoch under
+The Tune adapter measures a trial's model once per run of the trial, after its first
+epoch there (so the model is known to fit; its architecture and device do not change
+across epochs), and reports the figures with every epoch under
 the names in trainables.metrics. Everything runs in eval mode without gradients on
 all-zero inputs, so no random number is drawn and no batch-norm statistic moves: a
 trial trains exactly as it would unmeasured.

@@ -368,7 +368,10 @@ def model_from_state(state: dict[str, Any], device: torch.device | None = None) 
     is loaded.
     """
     config = TrainConfig.model_validate(state["config"])
-    model = build_model(config.model, DatasetInfo.from_dict(state["data_info"]), pretrained=None)
+    # A cnn-tune backbone's architecture is read from the weights (trainables.cnn_backbone).
+    own = isinstance(config.model, TransferConfig) and config.model.backbone == "cnn-tune"
+    info = DatasetInfo.from_dict(state["data_info"])
+    model = build_model(config.model, info, pretrained=state["model"] if own else None)
     model.load_state_dict(state["model"])
     return model.to(device or torch.device("cpu")).eval()
 

@@ -45,10 +45,15 @@ def input_stats(
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel (mean, std) to standardize inputs with, for pixels scaled to [0, 1].
 
-    Models trained here use the train split's statistics; a pretrained backbone expects
-    the ImageNet normalization it was trained with (averaged over RGB for grey images).
+    Models trained here use the train split's statistics, and so does a backbone that was
+    (trainables.cnn_backbone); a torchvision backbone expects the ImageNet normalization
+    it was trained with (averaged over RGB for grey images).
     """
-    if isinstance(config, TransferConfig) and config.weights != "none":
+    if (
+        isinstance(config, TransferConfig)
+        and config.weights != "none"
+        and (config.backbone != "cnn-tune")
+    ):
         if info.input_shape[0] == 1:
             return (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
         return IMAGENET_MEAN, IMAGENET_STD

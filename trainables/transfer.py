@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainables.cnn_backbone import IMAGE_SIZE_KEY, backbone_blocks, load_exported_backbone
 from trainables.config import TransferConfig
 from trainables.errors import WeightsError
 
@@ -30,7 +31,10 @@ def pretrained_key(config: TransferConfig) -> str:
 
 
 def load_pretrained(config: TransferConfig) -> StateDict | None:
-    """The full torchvision model's state dict for `config.weights`; None for "none"."""
+    """The full torchvision model's state dict for `config.weights`; None for "none";
+    for a cnn-tune backbone, its exported blocks (trainables.cnn_backbone)."""
+    if config.backbone == "cnn-tune":
+        return load_exported_backbone(config)
     from torchvision import models
 
     if config.weights == "none":
@@ -63,26 +67,34 @@ def load_pretrained(config: TransferConfig) -> StateDict | None:
 class TransferNet(nn.Module):
     """Backbone blocks, global average pooling, and a new linear head.
 
-    Inputs are resized to `input_size` and grey images repeated to three channels. Frozen
-    blocks never get gradients and stay in eval mode, so their batch-norm statistics do
-    not drift either: their tensors remain exactly the pretrained ones.
+    Inputs are resized to `input_size` and given the backbone's channels (grey repeated
+    to RGB, RGB averaged to grey). Frozen blocks never get gradients and stay in eval
+    mode, so their batch-norm statistics do not drift either: their tensors remain
+    exactly the pretrained ones.
     """
 
     def __init__(
-        self, blocks: list[nn.Module], feature_dim: int, num_classes: int, config: TransferConfig
+        self,
+        blocks: list[nn.Module],
+        feature_dim: int,
+        num_classes: int,
+        config: TransferConfig,
+        *,
+        in_channels: int = 3,
+        input_size: int = 224,
     ) -> None:
         super().__init__()
         self.backbone = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(feature_dim, num_classes))
-        self.input_size = config.input_size
+        self.in_channels, self.input_size = in_channels, input_size
         frozen = {"all": len(blocks), "none": 0}.get(str(config.freeze), config.freeze)
         self.frozen_blocks = min(int(frozen), len(blocks))
         for block in blocks[: self.frozen_blocks]:
             block.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
+        if x.shape[1] != self.in_channels:
+            x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
         features = self.backbone(x)
@@ -98,6 +110,17 @@ class TransferNet(nn.Module):
 def build_transfer_model(
     config: TransferConfig, num_classes: int, pretrained: StateDict | None
 ) -> TransferNet:
+    """The transfer model; for a cnn-tune backbone `pretrained` is required: its exported
+    blocks, or the trained transfer model's own state dict (which describes them)."""
+    if config.backbone == "cnn-tune":
+        if pretrained is None:
+            raise WeightsError("a cnn-tune backbone is built from its weights; none were given")
+        blocks, feature_dim, in_channels, size = backbone_blocks(pretrained)
+        model = TransferNet(
+            blocks, feature_dim, num_classes, config, in_channels=in_channels, input_size=size
+        )
+        model.register_buffer(IMAGE_SIZE_KEY, torch.tensor(size))
+        return model
     from torchvision import models
 
     full = models.get_model(config.backbone, weights=None)
@@ -110,7 +133,8 @@ def build_transfer_model(
                 f"{config.backbone}: {str(error).splitlines()[0]}"
             ) from error
     blocks, feature_dim = _blocks_of(config.backbone, full)
-    return TransferNet(blocks, feature_dim, num_classes, config)
+    size = config.input_size or 224
+    return TransferNet(blocks, feature_dim, num_classes, config, input_size=size)
 
 
 def _blocks_of(backbone: str, model: Any) -> tuple[list[nn.Module], int]:

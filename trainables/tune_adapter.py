@@ -2,9 +2,9 @@
 
 Per trial: validate the config Tune resolved, claim the trial's CPU and GPU share,
 restore from `tune.get_checkpoint()` if there is one (a retried, resumed or
-PBT-exploited trial), measure the model's footprint (parameters, FLOPs, latency;
-trainables.footprint), then one `tune.report` per epoch, carrying the footprint, with a
-checkpoint every `checkpoint_every` epochs and at the last epoch.
+PBT-exploited trial), then one `tune.report` per epoch, carrying the model's footprint
+(parameters, FLOPs, latency; trainables.footprint, measured after the first epoch this
+run trains), with a checkpoint every `checkpoint_every` epochs and at the last epoch.
 
 A configuration that runs out of memory anywhere (uploading the data, restoring,
 training, validating) is reported `infeasible` once and its memory given back, so the
@@ -96,9 +96,12 @@ def _trial_epochs(
         history = lineage.after_restore(state, trial_id, config)
         epochs_done[0] = trainer.epoch
     node_id = ray.get_runtime_context().get_node_id()
-    footprint = _footprint(trainer, config, data) if not trainer.finished else {}
+    footprint: dict[str, Any] = {}
     for metrics in trainer.epochs():
         epochs_done[0] = trainer.epoch
+        # Measured once the first epoch has trained and validated, so the model is known
+        # to fit: a larger model's measuring pass must not be what runs out of memory.
+        footprint = footprint or _footprint(trainer, config, data)
         metrics.update(footprint)
         metrics[m.NODE_ID] = node_id
         metrics[m.DEVICE] = str(device)
@@ -110,8 +113,8 @@ def _trial_epochs(
 
 
 def _footprint(trainer: Trainer, config: TrainConfig, data: TuningData) -> dict[str, Any]:
-    """The model's size and speed (trainables.footprint), measured once per trial start:
-    a restart after an exploit or a failure may bring another config or another device.
+    """The model's size and speed (trainables.footprint), measured once per run of the
+    trial: a restart after an exploit or a failure may bring another config or device.
     The throughput batch is no larger than the trial's eval batch, which fits its memory."""
     batch = max(1, min(LARGE_BATCH, config.eval_batch_size, len(data.val)))
     footprint = measure_footprint(trainer.model, data.info.input_shape, trainer.compute, batch)

@@ -20,7 +20,13 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.functional import pil_to_tensor
 
-from trainables.checkpoint import CHECKPOINT_FILE, FORMAT_VERSION, load_checkpoint
+from trainables.checkpoint import (
+    CHECKPOINT_FILE,
+    FORMAT_VERSION,
+    MODEL_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+)
 from trainables.compute import Normalizer
 from trainables.config import TrainConfig
 from trainables.data import DatasetInfo
@@ -31,8 +37,6 @@ from tuning.layout import CHECKPOINT_PREFIX, EXTENSION_PREFIX, SUMMARY_FILE, fin
 from tuning.summary import BestTrial, Summary
 
 MODEL_DIR = "model"
-WEIGHTS_FILE = "weights.pt"
-MODEL_FILE = "model.json"
 RESIZE = "PIL bilinear resize to input_shape's (H, W), after converting to L (1 channel) or RGB"
 
 Preprocess = Callable[[Image.Image], torch.Tensor]

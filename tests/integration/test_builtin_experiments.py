@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -37,6 +38,8 @@ SHRINK = {
     "mnist5k": ["dataset.max_train_examples=300", "train.model.width=8"],
     "image-folder": ["train.model.width=8", "scheduler.grace_period=1"],
     "regularization": ["scheduler.grace_period=1"],
+    "mnist5k-pretrain": ["dataset.max_train_examples=300", "train.model.width=8"],
+    "digits-transfer": ["train.optimizer.lr=0.01"],  # 2 grid points: frozen, fine-tuned
 }
 
 
@@ -93,6 +96,7 @@ def local_inputs(tmp_path_factory):
     tinted = write_tinted_digits(root / "tinted", per_class=20)
     weights = root / "resnet18.pt"
     torch.save(models.resnet18(weights=None).state_dict(), weights)
+    backbone = write_exported_cnn(root / "backbone")
     return {
         "cifar10": [
             f"dataset.root={root}",
@@ -101,7 +105,27 @@ def local_inputs(tmp_path_factory):
         ],
         "transfer": [f"train.model.weights={weights}"],
         "image-folder": [f"dataset.root={tinted}"],
+        "digits-transfer": [f"train.model.weights={backbone}"],
     }
+
+
+def write_exported_cnn(folder: Path) -> Path:
+    """A 3-block CNN for 28x28 grey images, in the folder layout `cnn-tune export` writes
+    (tests/integration/test_offline_transfer.py exports a real one)."""
+    from trainables.checkpoint import MODEL_FILE, WEIGHTS_FILE
+    from trainables.models import ConvNet
+
+    folder.mkdir()
+    net = ConvNet(
+        in_channels=1, image_size=28, num_classes=10, depth=3, width=32, batch_norm=True, dropout=0
+    )
+    torch.save(net.state_dict(), folder / WEIGHTS_FILE)
+    description = {
+        "config": {"model": {"name": "cnn"}},
+        "preprocessing": {"input_shape": [1, 28, 28]},
+    }
+    (folder / MODEL_FILE).write_text(json.dumps(description))
+    return folder
 
 
 def test_the_builtins_cover_every_scenario():
@@ -119,6 +143,8 @@ def test_the_builtins_cover_every_scenario():
         "early-stopping",
         "mnist5k",
         "image-folder",
+        "mnist5k-pretrain",
+        "digits-transfer",
     }
 
 
