@@ -109,6 +109,8 @@ def load_splits(config: DataConfig) -> Splits:
         DataError: the files are missing or unreadable, with the expected layout.
     """
     raw = _load_raw(config)
+    if config.classes is not None:
+        raw = _keep_classes(raw, [str(c) for c in config.classes], config.name)
     if raw.official_test is not None:
         train_idx, val_idx = _split_indices(raw.labels, config.val_fraction, config.split_seed)
         test_images, test_labels = raw.official_test
@@ -187,6 +189,28 @@ def _channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, 
     mean = pixels.mean(axis=(0, 2, 3))
     std = np.maximum(pixels.std(axis=(0, 2, 3)), 1e-3)
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def _keep_classes(raw: _RawDataset, wanted: list[str], name: str) -> _RawDataset:
+    """`raw` with only the `wanted` classes, relabelled 0..k-1 in the order given: to
+    pretrain on some classes and transfer to the others (trainables.cnn_backbone)."""
+    unknown = [c for c in wanted if c not in raw.class_names]
+    if unknown:
+        raise DataError(
+            f"dataset.classes: {', '.join(unknown)} not among {name}'s classes "
+            f"({', '.join(raw.class_names)}); name classes as the dataset does"
+        )
+    old = np.array([raw.class_names.index(c) for c in wanted])
+    relabel = np.full(len(raw.class_names), -1, dtype=np.int64)
+    relabel[old] = np.arange(len(old))
+
+    def keep(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mask = np.isin(labels, old)
+        return images[mask], relabel[labels[mask]]
+
+    images, labels = keep(raw.images, raw.labels)
+    test = keep(*raw.official_test) if raw.official_test is not None else None
+    return _RawDataset(images, labels, tuple(wanted), test)
 
 
 def _load_raw(config: DataConfig) -> _RawDataset:

@@ -51,6 +51,11 @@ class DataConfig(StrictModel):
     )
     verify_checksums: bool = Field(True, description="cifar: check torchvision's md5 sums")
     max_train_examples: int | None = Field(None, ge=10, description="subsample for quick runs")
+    classes: list[str | int] | None = Field(
+        None,
+        min_length=2,
+        description="keep only these classes (as the dataset names them), in this order",
+    )
     synthetic_examples: int = Field(
         10_000, ge=100, le=10_000_000, description="synthetic: images of image_size, 3 channels"
     )
@@ -68,6 +73,16 @@ class DataConfig(StrictModel):
                 f"dataset.root={self.root!r} is given, but dataset {self.name!r} reads no "
                 "files and would ignore it; set dataset.name to the dataset under that root "
                 f"({', '.join(n for n in EXPECTED_LAYOUT)}), or drop dataset.root"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _classes_once_each(self) -> DataConfig:
+        names = [str(c) for c in self.classes or []]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(
+                f"dataset.classes names {', '.join(repeated)} more than once; list each once"
             )
         return self
 

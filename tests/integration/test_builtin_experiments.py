@@ -39,7 +39,7 @@ SHRINK = {
     "image-folder": ["train.model.width=8", "scheduler.grace_period=1"],
     "regularization": ["scheduler.grace_period=1"],
     "mnist5k-pretrain": ["dataset.max_train_examples=300", "train.model.width=8"],
-    "digits-transfer": ["train.optimizer.lr=0.01"],  # 2 grid points: frozen, fine-tuned
+    "mnist5k-transfer": ["train.optimizer.lr=0.01"],  # 2 grid points: frozen, fine-tuned
 }
 
 
@@ -105,7 +105,7 @@ def local_inputs(tmp_path_factory):
         ],
         "transfer": [f"train.model.weights={weights}"],
         "image-folder": [f"dataset.root={tinted}"],
-        "digits-transfer": [f"train.model.weights={backbone}"],
+        "mnist5k-transfer": [f"train.model.weights={backbone}"],
     }
 
 
@@ -144,7 +144,7 @@ def test_the_builtins_cover_every_scenario():
         "mnist5k",
         "image-folder",
         "mnist5k-pretrain",
-        "digits-transfer",
+        "mnist5k-transfer",
     }
 
 

@@ -309,6 +309,29 @@ def test_load_splits_mnist5k_same_seed_same_splits_other_seed_other_splits(
         assert not torch.equal(split.images, _all_splits(other)[name].images), name
 
 
+def test_load_splits_keeps_only_the_listed_classes_relabelled_in_their_order() -> None:
+    every = load_splits(DataConfig(name="mnist5k"))
+    some = load_splits(DataConfig(name="mnist5k", classes=[7, 5]))
+
+    assert some.tuning.info.class_names == ("7", "5") and some.tuning.info.num_classes == 2
+    for split in (some.tuning.train, some.tuning.val, some.test):
+        assert set(split.labels.tolist()) == {0, 1}
+    # The full dataset's 7s and 5s, 500 of each, and no other image.
+    splits = (some.tuning.train, some.tuning.val, some.test)
+    assert sum(len(split) for split in splits) == 1000
+    sevens = some.tuning.train.images[some.tuning.train.labels == 0].float().mean()
+    assert (
+        abs(sevens - every.tuning.train.images[every.tuning.train.labels == 7].float().mean()) < 3
+    )
+
+
+def test_dataset_classes_must_exist_and_be_listed_once() -> None:
+    with pytest.raises(DataError, match=r"dataset\.classes: cat not among digits's classes"):
+        load_splits(DataConfig(name="digits", classes=["cat", 1]))
+    with pytest.raises(ValidationError, match=r"dataset\.classes names 1 more than once"):
+        DataConfig(name="digits", classes=[1, "1"])
+
+
 def test_data_config_mnist5k_needs_no_root_and_refuses_one() -> None:
     assert DataConfig(name="mnist5k").root is None
     with pytest.raises(ValidationError, match=r"dataset\.root='/data'.*reads no files"):
