@@ -2,9 +2,11 @@
 
 Per trial: validate the config Tune resolved, claim the trial's CPU and GPU share,
 restore from `tune.get_checkpoint()` if there is one (a retried, resumed or
-PBT-exploited trial), then one `tune.report` per epoch, carrying the model's footprint
-(parameters, FLOPs, latency; trainables.footprint, measured after the first epoch this
-run trains), with a checkpoint every `checkpoint_every` epochs and at the last epoch.
+PBT-exploited trial), or else from the checkpoint `continue_from` names for its config (a
+trial of an earlier round that `cnn-tune resume --set train.epochs=N` trains on), then
+one `tune.report` per epoch, carrying the model's footprint (parameters, FLOPs,
+latency; trainables.footprint, measured after the first epoch this run trains), with a
+checkpoint every `checkpoint_every` epochs and at the last epoch.
 
 A configuration that runs out of memory anywhere (uploading the data, restoring,
 training, validating) is reported `infeasible` once and its memory given back, so the
@@ -13,6 +15,7 @@ next trial on this reused actor trains normally; retrying it would fail the same
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -46,9 +49,13 @@ def train_trial(
     data: TuningData,
     checkpoint_every: int = 1,
     pretrained: Mapping[str, StateDict | None] | None = None,
+    continue_from: Mapping[str, str] | None = None,
 ) -> None:
     """Tune entry point. `data` and the `pretrained` backbone weights arrive from the
-    object store via `tune.with_parameters`: loaded once by the driver, never per trial."""
+    object store via `tune.with_parameters`: loaded once by the driver, never per trial.
+
+    `continue_from`: checkpoint paths (or URIs) by `config_key` of the config that trains
+    on from them; a trial whose config is not there starts from epoch 1."""
     # Ray logs one INFO line per persisted checkpoint from every trial process.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     train_config = TrainConfig.model_validate(config)
@@ -57,8 +64,9 @@ def train_trial(
     device, cap_bytes = _claim_resources(assigned.get("CPU", 1.0), gpus)
     epochs_done = [0]  # what the infeasible report counts from, kept past a failed Trainer
     try:
+        start = (continue_from or {}).get(config_key(config))
         for metrics, checkpoint_state in _trial_epochs(
-            train_config, data, device, cap_bytes, pretrained, checkpoint_every, epochs_done
+            train_config, data, device, cap_bytes, pretrained, checkpoint_every, epochs_done, start
         ):
             _report(metrics, checkpoint_state)
         return
@@ -83,12 +91,15 @@ def _trial_epochs(
     pretrained: Mapping[str, StateDict | None] | None,
     checkpoint_every: int,
     epochs_done: list[int],
+    start: str | None = None,
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
     """Build the trainer, restore it, and yield each epoch's metrics and checkpoint state."""
     trainer = Trainer(config, data, device, pretrained, cap_bytes)
     trial_id = tune.get_context().get_trial_id()
     history: list[dict[str, Any]] = []  # PBT exploits this trial went through (lineage)
     checkpoint = tune.get_checkpoint()
+    if checkpoint is None and start is not None:
+        checkpoint = tune.Checkpoint(start)
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = load_checkpoint(directory)
@@ -110,6 +121,11 @@ def _trial_epochs(
             metrics[m.GPU_MEMORY_CAP_BYTES] = cap_bytes
         due = trainer.epoch % checkpoint_every == 0 or trainer.finished
         yield metrics, lineage.stamped(trainer.state_dict(), trial_id, history) if due else None
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A trial config as one string: what `continue_from` is looked up by."""
+    return json.dumps(config, sort_keys=True, default=str)
 
 
 def _footprint(trainer: Trainer, config: TrainConfig, data: TuningData) -> dict[str, Any]:

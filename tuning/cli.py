@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     resume = commands.add_parser(
-        "resume", help="finish an interrupted sweep, or give a finished one more trials"
+        "resume",
+        help="finish an interrupted sweep, or give a finished one more trials or epochs",
     )
     resume.add_argument("directory", help="the sweep folder, <storage>/<name>")
     resume.add_argument(
@@ -74,9 +75,10 @@ def _parser() -> argparse.ArgumentParser:
         dest="overrides",
         action="append",
         default=[],
-        metavar="search.num_samples=N",
-        help="more trials for a finished sweep: they run as a round of their own in its "
-        "folder, and the summary covers every round",
+        metavar="search.num_samples=N|train.epochs=N",
+        help="more trials for a finished sweep, or more epochs for its best trials (those "
+        "that kept their checkpoints: checkpoint.keep_trials); they run as a round of their "
+        "own in its folder, and the summary covers every round",
     )
     resume.add_argument("--address", help=ADDRESS_HELP)
     resume.set_defaults(handler=_resume)

@@ -87,6 +87,14 @@ class ResourceSettings(StrictModel):
 class CheckpointSettings(StrictModel):
     every_epochs: int = Field(1, ge=1, description="epochs between checkpoints (and at the end)")
     keep: int = Field(2, ge=1, description="best checkpoints kept per trial, plus the latest")
+    keep_trials: int = Field(
+        3,
+        ge=1,
+        description=(
+            "ended trials, the best ones, that keep their checkpoints: the final model comes "
+            "from them, and `cnn-tune resume DIR --set train.epochs=N` continues them"
+        ),
+    )
 
 
 class ReevaluateSettings(StrictModel):

@@ -1,4 +1,6 @@
-"""More trials for a finished sweep: `cnn-tune resume DIR --set search.num_samples=N`.
+"""More trials for a finished sweep: `cnn-tune resume DIR --set search.num_samples=N`
+(and the rounds that give its trials more epochs, `--set train.epochs=N`:
+tuning.continuation).
 
 Ray Tune cannot add trials to an experiment that has finished (ray-project/ray#42221),
 so the extra trials run as a Tune experiment of their own inside the sweep's folder, a
@@ -25,43 +27,98 @@ from typing import Any
 from tuning.errors import ConfigError
 from tuning.experiment import Experiment, validate_experiment
 from tuning.layout import EXTENSION_PREFIX, extension_dirname
+from tuning.space import is_domain
 from tuning.yaml_io import apply_overrides
 
-EXTENDABLE = ("search.num_samples",)
+MORE_TRIALS, MORE_EPOCHS = "search.num_samples", "train.epochs"
+EXTENDABLE = (MORE_TRIALS, MORE_EPOCHS)
+
+
+def extension_key(changes: list[str]) -> str:
+    """Which of EXTENDABLE the `--set` lines of `cnn-tune resume` change.
+
+    Raises:
+        ConfigError: another key, or both at once.
+    """
+    keys = [change.partition("=")[0].strip() for change in changes]
+    problems = [
+        f"resume --set {change!r}: a sweep that ran can only be given more trials "
+        f"(--set {MORE_TRIALS}=N) or more epochs (--set {MORE_EPOCHS}=N); any other change "
+        "needs a new sweep: `cnn-tune run` with search.warm_start: [DIR] starts it from this "
+        "one's results"
+        for change, key in zip(changes, keys, strict=True)
+        if key not in EXTENDABLE
+    ]
+    if not problems and len(set(keys)) > 1:
+        problems.append(
+            f"resume --set {MORE_TRIALS}=... --set {MORE_EPOCHS}=...: one at a time; add the "
+            "trials first, then resume again with more epochs (the new trials get them too)"
+        )
+    if problems:
+        raise ConfigError(problems)
+    return keys[-1]
 
 
 def extended(experiment: Experiment, changes: list[str], trials_run: int) -> Experiment:
     """`experiment` with the `--set` lines of `cnn-tune resume` applied and checked.
 
     Raises:
-        ConfigError: a key that cannot change after a sweep ran, or no trial to add.
+        ConfigError: a key that cannot change after a sweep ran, or nothing to add.
     """
-    problems = []
-    for change in changes:
-        key = change.partition("=")[0].strip()
-        if key not in EXTENDABLE:
-            problems.append(
-                f"resume --set {change!r}: a sweep that ran can only be given more trials "
-                f"({', '.join(f'--set {k}=N' for k in EXTENDABLE)}); training its trials for "
-                "more epochs, or any other change, needs a new sweep: `cnn-tune run` with "
-                "search.warm_start: [DIR] starts it from this one's results"
-            )
-    if problems:
-        raise ConfigError(problems)
+    key = extension_key(changes)
     raw = apply_overrides(experiment.model_dump(mode="json", exclude_none=True), changes)
     wanted = validate_experiment(raw)
     if wanted.scheduler.mutates_config:
         raise ConfigError(
-            f"resume --set search.num_samples: scheduler {wanted.scheduler.name} evolves one "
-            "population, which later trials would never meet; start a new sweep instead"
+            f"resume --set {key}: scheduler {wanted.scheduler.name} evolves one population, "
+            "which later trials or epochs would never meet; start a new sweep instead"
         )
+    if key == MORE_EPOCHS:
+        if is_domain(experiment.train.get("epochs")) or is_domain(wanted.train.get("epochs")):
+            raise ConfigError(
+                f"resume --set {MORE_EPOCHS}: the sweep tunes train.epochs; give its trials "
+                "more epochs as one number (--set train.epochs=N) only where it is fixed"
+            )
+        if wanted.max_epochs <= experiment.max_epochs:
+            raise ConfigError(
+                f"resume --set {MORE_EPOCHS}={wanted.max_epochs}: the sweep's trials already "
+                f"train for {experiment.max_epochs} epochs; ask for more"
+            )
+        return wanted
     if wanted.num_trials <= trials_run:
         raise ConfigError(
-            f"resume --set search.num_samples={wanted.search.num_samples}: the sweep has "
+            f"resume --set {MORE_TRIALS}={wanted.search.num_samples}: the sweep has "
             f"already run {trials_run} trials; ask for more (num_samples x grid points > "
             f"{trials_run})"
         )
     return wanted
+
+
+def longer_round(experiment: Experiment, trials: int, round_number: int) -> Experiment:
+    """The experiment of a round that continues `trials` trials for more epochs: its
+    searcher is given their configs (tuning.continuation); what is saved here is what
+    the round counts, schedules and checks by."""
+    raw = experiment.model_dump(mode="json", exclude_none=True)
+    raw["train"] = _grid_as_choice(raw["train"])  # one trial per config, not a grid of them
+    raw["search"] = {
+        "algorithm": "random",
+        "num_samples": trials,
+        "seed": experiment.search.seed + round_number,
+        **(
+            {"max_concurrent": experiment.search.max_concurrent}
+            if experiment.search.max_concurrent
+            else {}
+        ),
+    }
+    return validate_experiment(raw)
+
+
+def _grid_as_choice(tree: Any) -> Any:
+    if is_domain(tree) and "grid" in tree:
+        return {"choice": [_grid_as_choice(option) for option in tree["grid"]]}
+    if isinstance(tree, dict):
+        return {key: _grid_as_choice(value) for key, value in tree.items()}
+    return tree
 
 
 def round_experiment(

@@ -16,6 +16,7 @@ from typing import Any
 from ray import tune
 
 from tuning import extension, preflight
+from tuning.continuation import continuable, gather_rounds
 from tuning.errors import ConfigError
 from tuning.experiment import Experiment, validate_experiment
 from tuning.layout import EXPERIMENT_FILE, SUMMARY_FILE
@@ -72,43 +73,94 @@ def resume_sweep(
         if wanted is experiment:
             return outcome
         finished, trials_run = outcome.summary, experiment.num_trials
-    elif wanted.num_trials <= trials_run:
+    elif _round_pending(location, finished):  # killed in a round: it continues as planned
+        if wanted is not experiment:
+            raise ConfigError(
+                f"{location} has an extension round that was stopped before it finished: "
+                f"run `cnn-tune resume {location}` without --set to finish it first"
+            )
+        return _extend(experiment, location, finished, address)
+    elif wanted.num_trials <= trials_run and wanted.max_epochs <= experiment.max_epochs:
         # The test split was looked at when the sweep finished; another look would be a
         # second one for the same final model.
         logger.info("%s has finished: its summary stands, the test split is not touched", location)
         return SweepOutcome(summary=finished, location=location)
-    if wanted is not experiment:
-        write_text(location, EXPERIMENT_FILE, experiment_yaml(wanted))
-    return _extend(wanted, location, finished, address)
+    longer = wanted.max_epochs > experiment.max_epochs
+    return _extend(wanted, location, finished, address, was=experiment, longer=longer)
 
 
 def _extend(
-    experiment: Experiment, location: str, finished: dict[str, Any], address: str | None
+    experiment: Experiment,
+    location: str,
+    finished: dict[str, Any],
+    address: str | None,
+    was: Experiment | None = None,
+    longer: bool = False,
 ) -> SweepOutcome:
-    """Run the trials `experiment` asks for beyond the finished ones as the next round,
-    then summarize every round into the sweep's folder (tuning.extension)."""
+    """Run the next round: the trials `experiment` asks for beyond the finished ones, or
+    (`longer`) the trials of the sweep as it `was` trained on to more epochs; then
+    summarize every round into the sweep's folder (tuning.extension, .continuation).
+
+    The sweep's experiment file changes only once the round is planned and saved: a kill
+    before leaves the sweep as it was, a kill after leaves a round that resume finishes."""
     trials_run, merged = len(finished["trials"]), int(finished.get("extensions", 0))
     number = merged + 1
     round_dir = extension.round_location(location, number)
+    earlier = [location, *(extension.round_location(location, k) for k in range(1, number))]
+    rounds = [(where, results_by_id(_results(where))) for where in earlier]
     saved = read_text(round_dir, EXPERIMENT_FILE)
     if saved is not None:  # an interrupted extension: its round continues as planned
         planned = validate_experiment(parse_yaml_mapping(saved, EXPERIMENT_FILE))
         logger.info("continuing the extension of %s in %s", location, round_dir)
         tuner, final = tuner_to_resume(planned, round_dir, address)
+    elif longer and was is not None:
+        old, new = was.max_epochs, experiment.max_epochs
+        chosen, refused = continuable(gather_rounds(rounds), old, new)
+        if not chosen.configs:
+            raise ConfigError(_nothing_to_continue(location, refused, old))
+        planned = extension.longer_round(experiment, len(chosen.configs), number)
+        logger.info(
+            "training %d trials of %s on from epoch %d to %d in %s (%d others cannot: %s)",
+            len(chosen.configs), location, old, new, round_dir, len(refused),
+            "; ".join(sorted(set(refused.values()))) or "-",
+        )  # fmt: skip
+        tuner, final = new_tuner(
+            planned, round_dir, address, [], save_experiment=True, continuation=chosen
+        )
     else:
         planned = extension.round_experiment(experiment, location, trials_run, number)
         logger.info("extending %s by %d trials in %s", location, planned.num_trials, round_dir)
         tuner, final = new_tuner(planned, round_dir, address, [], save_experiment=True)
+    if was is not None and was is not experiment:
+        write_text(location, EXPERIMENT_FILE, experiment_yaml(experiment))
     results, seconds = fit(tuner, planned, round_dir)
-    by_id = results_by_id(results)
-    for earlier in [location, *(extension.round_location(location, k) for k in range(1, number))]:
-        by_id = results_by_id(tune.ResultGrid(tune.ExperimentAnalysis(earlier))) | by_id
+    by_id = gather_rounds([*rounds, (round_dir, results_by_id(results))])
     return summarize_sweep(
         by_id,
         experiment,
         replace(final, location=location),
         float(finished["wall_seconds"]) + seconds,
         {"extensions": number},
+    )
+
+
+def _results(location: str) -> tune.ResultGrid:
+    return tune.ResultGrid(tune.ExperimentAnalysis(location))
+
+
+def _round_pending(location: str, finished: dict[str, Any]) -> bool:
+    """Whether an extension round was planned (its experiment saved) but not summarized."""
+    number = int(finished.get("extensions", 0)) + 1
+    return read_text(extension.round_location(location, number), EXPERIMENT_FILE) is not None
+
+
+def _nothing_to_continue(location: str, refused: dict[str, str], old_epochs: int) -> str:
+    reasons = "; ".join(f"{trial}: {why}" for trial, why in sorted(refused.items())[:5])
+    return (
+        f"resume --set train.epochs: no trial of {location} can train on past epoch "
+        f"{old_epochs} ({reasons}). A trial trains on from its latest checkpoint, which the "
+        "sweep keeps for its best checkpoint.keep_trials trials that ran every epoch; start "
+        "a new sweep (search.warm_start: [DIR]) instead"
     )
 
 

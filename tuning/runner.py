@@ -29,6 +29,7 @@ from trainables.transfer import StateDict, load_pretrained, pretrained_key
 from trainables.tune_adapter import train_trial
 from tuning import preflight, warm_start
 from tuning.cluster import connect
+from tuning.continuation import CONTINUED_FILE, Continuation, GivenConfigs
 from tuning.errors import ConfigError, SweepInterrupted
 from tuning.experiment import Experiment
 from tuning.final import read_test_looks
@@ -108,13 +109,18 @@ def new_tuner(
     callbacks: list[tune.Callback],
     *,
     save_experiment: bool = False,
+    continuation: Continuation | None = None,
 ) -> tuple[tune.Tuner, FinalContext]:
     """A Tuner that runs `experiment` from its first trial in `location`; the experiment
-    file is saved there (unless it already is) once the data and weights have loaded."""
+    file is saved there (unless it already is) once the data and weights have loaded.
+    With a `continuation` its trials are the configs given there, each trained on from
+    its checkpoint (tuning.continuation)."""
     warm = warm_start.load(experiment)  # earlier sweeps that cannot be read fail here
     splits = load_splits(experiment.dataset)
     pretrained = _pretrained_backbones(experiment)  # bad weights fail here, before Ray starts
     _check_gpus_exist(experiment, address)
+    if continuation is not None:
+        continuation.save(location)  # before the experiment: a round that has one is planned
     if save_experiment:
         write_text(location, EXPERIMENT_FILE, experiment_yaml(experiment))
     if warm is not None:
@@ -124,12 +130,14 @@ def new_tuner(
     check_storage_is_shared(location)
     gpu = _gpu_per_trial(experiment, splits.tuning, pretrained, location)
     tune_config = _tune_config(experiment, gpu, warm.used if warm is not None else [])
+    if continuation is not None:
+        tune_config.search_alg = GivenConfigs(list(continuation.configs.values()))
     # Saves the scheduler with Tune's experiment state: Ray saves only the searcher.
     assert tune_config.scheduler is not None  # _tune_config always builds one
     snapshot = SchedulerSnapshot(tune_config.scheduler)
     tuner = tune.Tuner(
-        _trainable(experiment, splits.tuning, pretrained, gpu),
-        param_space=experiment.param_space(),
+        _trainable(experiment, splits.tuning, pretrained, gpu, continuation),
+        param_space=experiment.param_space() if continuation is None else {},
         tune_config=tune_config,
         run_config=_run_config(experiment, location, [snapshot, *callbacks]),
     )
@@ -142,8 +150,9 @@ def tuner_to_resume(
     """The Tuner that continues the interrupted Tune experiment in `location`."""
     if not _tune_state_saved(location):
         logger.info("%s stopped before Ray Tune saved any state: starting it afresh", location)
-        clear_except(location, {EXPERIMENT_FILE, GPU_SHARE_FILE})
-        return new_tuner(experiment, location, address, [])
+        continuation = Continuation.load(location)
+        clear_except(location, {EXPERIMENT_FILE, GPU_SHARE_FILE, CONTINUED_FILE})
+        return new_tuner(experiment, location, address, [], continuation=continuation)
     splits = load_splits(experiment.dataset)
     pretrained = _pretrained_backbones(experiment)
     connect(address)
@@ -151,7 +160,9 @@ def tuner_to_resume(
     gpu = _gpu_per_trial(experiment, splits.tuning, pretrained, location)
     tuner = tune.Tuner.restore(
         location,
-        trainable=_trainable(experiment, splits.tuning, pretrained, gpu),
+        trainable=_trainable(
+            experiment, splits.tuning, pretrained, gpu, Continuation.load(location)
+        ),
         resume_unfinished=True,
         resume_errored=True,
     )
@@ -278,12 +289,14 @@ def _trainable(
     data: TuningData,
     pretrained: dict[str, StateDict | None],
     gpu: float,
+    continuation: Continuation | None = None,
 ) -> Any:
     with_data = tune.with_parameters(
         train_trial,
         data=data,
         checkpoint_every=experiment.checkpoint.every_epochs,
         pretrained=pretrained,
+        continue_from=continuation.checkpoint_by_config() if continuation else None,
     )
     return tune.with_resources(with_data, {"cpu": experiment.resources.cpu, "gpu": gpu})
 
@@ -340,7 +353,7 @@ def _run_config(
         os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
     else:
         reevaluate = experiment.final.reevaluate
-        winners = reevaluate.top_k if reevaluate is not None else 1
+        winners = max(experiment.checkpoint.keep_trials, reevaluate.top_k if reevaluate else 1)
         retention = [  # see tuning.retention
             CheckpointRetention(metric, mode, keep, winners, experiment.outcome_constraints)
         ]

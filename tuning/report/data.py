@@ -25,6 +25,7 @@ from trainables.checkpoint import load_checkpoint
 from trainables.config import TrainConfig
 from trainables.dotted import flatten
 from trainables.lineage import merge_lineage
+from tuning.continuation import Continuation
 from tuning.diagnosis import Diagnosis, diagnose
 from tuning.errors import ConfigError
 from tuning.experiment import Experiment, validate_experiment
@@ -159,10 +160,20 @@ def load_sweep(directory: Path) -> SweepView:
     summary = _read_summary(directory)
     num_classes = _num_classes(summary, [t for a in analyses for t in a.trials])
     ended = {t["trial_id"]: t for t in (summary or {}).get("trials", [])}
+    # A trial that a round trained for more epochs (tuning.continuation) is one trial.
+    runs: dict[str, tuple[Trial, list[dict[str, Any]]]] = {}
+    for folder, analysis in zip([directory, *started], analyses, strict=True):
+        continuation = Continuation.load(str(folder))
+        for trial in analysis.trials:
+            rows = _progress_rows(trial, analysis)
+            first = continuation.continued_id(trial.config or {}) if continuation else None
+            if first is not None and first in runs:
+                runs[first] = (trial, runs[first][1] + rows)
+            else:
+                runs[trial.trial_id] = (trial, rows)
     trials = [
-        _trial_view(trial, _progress_rows(trial, analysis), experiment, num_classes)
-        for analysis in analyses
-        for trial in analysis.trials
+        replace(_trial_view(trial, rows, experiment, num_classes), trial_id=trial_id)
+        for trial_id, (trial, rows) in runs.items()
     ]
     # Tune's last saved state can still show a trial whose process died as pending or
     # running; the summary has how each trial ended, from the results Tune returned.
