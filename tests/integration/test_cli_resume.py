@@ -32,7 +32,7 @@ SWEEP = {
         # Small batches: epochs long enough (~1 s) for Ctrl-C to land mid-sweep.
         "batch_size": {"choice": [4, 8]},
     },
-    "search": {"algorithm": "random", "num_samples": 6, "max_concurrent": 1, "seed": 0},
+    "search": {"algorithm": "random", "num_samples": 4, "max_concurrent": 1, "seed": 0},
     "scheduler": {"name": "fifo"},
 }
 
@@ -86,17 +86,17 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path, l
     assert not (experiment_dir / "summary.json").exists()
     before = epochs_reported(experiment_dir)
     ended = ended_trials(experiment_dir)
-    assert 1 <= len(ended) < 6, ended
+    assert 1 <= len(ended) < 4, ended
 
     resume = cnn_tune("resume", str(experiment_dir))
     out, err = resume.communicate(timeout=400)
 
     assert resume.returncode == 0, err
     summary = json.loads((experiment_dir / "summary.json").read_text())
-    assert summary["num_trials"] == 6 and summary["num_errored"] == 0
+    assert summary["num_trials"] == 4 and summary["num_errored"] == 0
     assert all(t["epochs"] == EPOCHS for t in summary["trials"])
     after = epochs_reported(experiment_dir)
-    assert len(after) == 6 and all(set(e) == set(range(1, EPOCHS + 1)) for e in after.values())
+    assert len(after) == 4 and all(set(e) == set(range(1, EPOCHS + 1)) for e in after.values())
     # A trial Tune recorded as ended is not trained again.
     assert all(after[name] == before[name] for name in ended)
     # One that was running goes on from its last checkpoint (one per epoch): at most the
@@ -277,6 +277,37 @@ def test_an_extension_killed_mid_round_continues_its_round_on_resume(early_kille
     kept = {t["trial_id"]: t["best"] for t in before["trials"]}
     assert {t["trial_id"]: t["best"] for t in summary["trials"] if t["trial_id"] in kept} == kept
     assert len(epochs_reported(sweep / "extension-1")) == 2
+
+
+@pytest.mark.slow
+def test_more_epochs_killed_mid_round_go_on_from_where_the_kill_left_them(
+    early_killed_then_resumed,
+):
+    sweep = early_killed_then_resumed["sweep"]
+    before = json.loads((sweep / "summary.json").read_text())
+    round_dir = sweep / f"extension-{before.get('extensions', 0) + 1}"
+    extend = cnn_tune_in_own_group("resume", str(sweep), "--set", "train.epochs=4")
+    deadline = time.monotonic() + 240
+    while not any(round_dir.glob("trial_*/checkpoint_*")):
+        assert extend.poll() is None and time.monotonic() < deadline, extend.communicate()
+        time.sleep(0.02)
+    kill_group(extend)  # one trial at a time, 2 epochs each: the round is far from its end
+
+    resume = cnn_tune("resume", str(sweep))
+    _, err = resume.communicate(timeout=400)
+
+    assert resume.returncode == 0, err
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["num_trials"] == before["num_trials"]  # the same trials, trained on
+    continued = json.loads((round_dir / "continued.json").read_text())["checkpoints"]
+    assert continued  # the best checkpoint.keep_trials (3) trials, and any tied with them
+    after = {t["trial_id"]: t for t in summary["trials"]}
+    assert all(after[t]["epochs"] == 4 and after[t]["status"] == "completed" for t in continued)
+    # Each continued trial trained epochs 3 and 4 in the round, each of them once at most
+    # again: the epoch in flight at the kill, from the trial's latest checkpoint.
+    for epochs in epochs_reported(round_dir).values():
+        assert epochs[0] == 3 and epochs[-1] == 4 and len(epochs) <= 3, epochs
+    assert len(epochs_reported(round_dir)) == len(continued)
 
 
 def test_resume_of_a_folder_without_an_experiment_says_what_to_pass(tmp_path):
