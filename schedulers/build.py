@@ -17,7 +17,6 @@ from schedulers.replay import (
     ResumableFIFO,
     ResumableHyperBand,
     ResumableMedianStopping,
-    ResumablePB2,
     ResumablePBT,
 )
 from schedulers.settings import (
@@ -73,6 +72,8 @@ def build_scheduler(
         )
     mutations = pbt_mutations(settings.mutate, param_space)
     if isinstance(settings, PB2Settings):
+        from schedulers.replay_pb2 import ResumablePB2  # imports scikit-learn: PB2 only
+
         return ResumablePB2(
             time_attr=epochs,
             perturbation_interval=settings.perturbation_interval,

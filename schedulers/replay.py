@@ -27,7 +27,6 @@ from ray.tune.schedulers import (
     MedianStoppingRule,
     PopulationBasedTraining,
 )
-from ray.tune.schedulers.pb2 import PB2
 
 from schedulers.population import LastEpochLeftAlone
 
@@ -128,6 +127,11 @@ class ResumablePBT(ReplayGuard, LastEpochLeftAlone, PopulationBasedTraining):
     trial's last epoch alone (schedulers.population)."""
 
 
-class ResumablePB2(ReplayGuard, LastEpochLeftAlone, PB2):
-    """PB2 that records its decisions (see ReplayGuard) and leaves a trial's last epoch
-    alone (schedulers.population)."""
+def __getattr__(name: str) -> Any:
+    # ResumablePB2 lives in schedulers.replay_pb2 (PB2 imports scikit-learn, a second of
+    # start-up that only PB2 sweeps should pay); sweeps saved before it moved find it here.
+    if name == "ResumablePB2":
+        from schedulers.replay_pb2 import ResumablePB2
+
+        return ResumablePB2
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -94,6 +94,13 @@ def extended(experiment: Experiment, changes: list[str], trials_run: int) -> Exp
     return wanted
 
 
+def already_asked(experiment: Experiment, changes: list[str]) -> bool:
+    """Whether `changes` leave `experiment` as it is (a repeated `resume --set`)."""
+    extension_key(changes)
+    raw = apply_overrides(experiment.model_dump(mode="json", exclude_none=True), changes)
+    return validate_experiment(raw) == experiment
+
+
 def longer_round(experiment: Experiment, trials: int, round_number: int) -> Experiment:
     """The experiment of a round that continues `trials` trials for more epochs: its
     searcher is given their configs (tuning.continuation); what is saved here is what

@@ -66,6 +66,14 @@ def resume_sweep(
     finished = _finished_summary(location)
     # Checked before anything runs; an interrupted sweep will have run all its trials.
     trials_run = len(finished["trials"]) if finished is not None else experiment.num_trials
+    if finished is not None and _round_pending(location, finished):
+        # Killed in a round: it continues as planned (also when the same --set is repeated).
+        if changes and not extension.already_asked(experiment, changes):
+            raise ConfigError(
+                f"{location} has an extension round that was stopped before it finished: "
+                f"run `cnn-tune resume {location}` without --set to finish it first"
+            )
+        return _extend(experiment, location, finished, address)
     wanted = extension.extended(experiment, changes, trials_run) if changes else experiment
     if finished is None:
         tuner, final = tuner_to_resume(experiment, location, address)
@@ -73,13 +81,6 @@ def resume_sweep(
         if wanted is experiment:
             return outcome
         finished, trials_run = outcome.summary, experiment.num_trials
-    elif _round_pending(location, finished):  # killed in a round: it continues as planned
-        if wanted is not experiment:
-            raise ConfigError(
-                f"{location} has an extension round that was stopped before it finished: "
-                f"run `cnn-tune resume {location}` without --set to finish it first"
-            )
-        return _extend(experiment, location, finished, address)
     elif wanted.num_trials <= trials_run and wanted.max_epochs <= experiment.max_epochs:
         # The test split was looked at when the sweep finished; another look would be a
         # second one for the same final model.

@@ -293,7 +293,8 @@ def test_more_epochs_killed_mid_round_go_on_from_where_the_kill_left_them(
         time.sleep(0.02)
     kill_group(extend)  # one trial at a time, 2 epochs each: the round is far from its end
 
-    resume = cnn_tune("resume", str(sweep))
+    # The same command again, as a user would: the round goes on as planned.
+    resume = cnn_tune("resume", str(sweep), "--set", "train.epochs=4")
     _, err = resume.communicate(timeout=400)
 
     assert resume.returncode == 0, err
