@@ -22,9 +22,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
+import pyarrow.fs
 from ray import tune
 from ray.tune.search import Searcher
 
+from schedulers.snapshot import checkpoint_exists
 from trainables import metrics as m
 from trainables.tune_adapter import config_key
 from tuning.results import result_trial_id
@@ -76,7 +78,7 @@ def continuable(
             continue
         assert result.checkpoint is not None  # _why_not checked it
         configs[trial_id] = {**copy.deepcopy(result.config or {}), "epochs": new_epochs}
-        checkpoints[trial_id] = result.checkpoint.path
+        checkpoints[trial_id] = _uri(result.checkpoint)
     # Two trials with the same config (a repeated grid point) are one continuation.
     seen: set[str] = set()
     for trial_id in list(configs):
@@ -100,17 +102,19 @@ def _why_not(result: tune.Result, old_epochs: int) -> str | None:
     if epochs < old_epochs:
         return f"the scheduler stopped it at epoch {epochs}"
     checkpoint = result.checkpoint
-    if checkpoint is None or not _exists(checkpoint):
+    if checkpoint is None or not checkpoint_exists(checkpoint):
         return "its checkpoints were not kept (checkpoint.keep_trials: only the best keep theirs)"
     return None
 
 
-def _exists(checkpoint: tune.Checkpoint) -> bool:
+def _uri(checkpoint: tune.Checkpoint) -> str:
+    """Where a trial of another round finds `checkpoint`: its path, or on remote storage
+    its URI (Tune's checkpoint paths leave the scheme out)."""
     filesystem = checkpoint.filesystem
-    assert filesystem is not None
-    import pyarrow.fs
-
-    return filesystem.get_file_info(checkpoint.path).type == pyarrow.fs.FileType.Directory
+    if filesystem is None or isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+        return checkpoint.path
+    scheme = {"gcs": "gs"}.get(filesystem.type_name, filesystem.type_name)
+    return f"{scheme}://{checkpoint.path}"
 
 
 def merged(first: tune.Result, then: tune.Result) -> tune.Result:
