@@ -327,7 +327,8 @@ def plot_anytime(by_method: dict[str, dict[int, dict[str, Any]]], budget: int, p
         q25, q50, q75 = np.percentile(curves, [25, 50, 75], axis=0)
         (line,) = ax.plot(x, q50, label=f"{method} ({len(runs)} seeds)")
         ax.fill_between(x, q25, q75, color=line.get_color(), alpha=0.15)
-        lowest = min(lowest, float(q25[min(length, 5) - 1]))  # y from where curves settle
+        # The y axis starts where the curves stand at 1/10 of the budget (the target).
+        lowest = min(lowest, float(q25[min(length, max(1, budget // 10)) - 1]))
     ax.axvline(budget / 10, color="grey", linestyle=":", label="1/10 of the FIFO budget")
     ax.set_xscale("log")
     ax.set_ylim(max(0.0, np.floor(lowest * 20) / 20), 1.0)
@@ -335,7 +336,7 @@ def plot_anytime(by_method: dict[str, dict[int, dict[str, Any]]], budget: int, p
     ax.set_ylabel("best val_acc so far")
     ax.set_title("mnist5k: best-so-far val_acc, median and interquartile band over seeds")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
