@@ -53,11 +53,17 @@ def compatibility_errors(
             f"{searcher!r}: {_INSTEAD[settings.name]}. Use search.algorithm: {allowed}."
         )
     if isinstance(settings, PBTSettings | PB2Settings):
-        if settings.perturbation_interval % checkpoint_every:
+        if settings.perturbation_interval != checkpoint_every:
+            # PBT copies the checkpoint a donor saved at a perturbation; Ray keeps a trial's
+            # `keep` best checkpoints and its latest, so checkpoints saved in between can
+            # push it out before a trial waiting for a slot restores it (it then errors).
             errors.append(
-                f"scheduler.perturbation_interval={settings.perturbation_interval} must be a "
-                f"multiple of checkpoint.every_epochs={checkpoint_every}, so that a checkpoint "
-                "exists whenever PBT exploits; change either value"
+                f"scheduler.perturbation_interval={settings.perturbation_interval} needs "
+                f"checkpoint.every_epochs={settings.perturbation_interval} (it is "
+                f"{checkpoint_every}): {settings.name.upper()} copies the checkpoint a trial "
+                "saved at a perturbation, and checkpoints saved between perturbations can push "
+                "it out of those kept before another trial restores it; set "
+                f"checkpoint.every_epochs: {settings.perturbation_interval}"
             )
         if checkpoints_kept < PBT_MIN_CHECKPOINTS_KEPT:
             errors.append(

@@ -54,7 +54,7 @@ class MedianStoppingSettings(_Settings):
 
 class _PopulationSettings(_Settings):
     perturbation_interval: int = Field(
-        2, ge=1, description="epochs between exploits; a multiple of checkpoint.every_epochs"
+        2, ge=1, description="epochs between exploits; equal to checkpoint.every_epochs"
     )
     quantile_fraction: float = Field(0.25, gt=0.0, le=0.5, description="share cloned / replaced")
     mutate: list[str] = Field(

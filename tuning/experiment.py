@@ -207,6 +207,7 @@ def load_experiment(source: str, overrides: list[str] | None = None) -> Experime
 
 def validate_experiment(raw: dict[str, Any]) -> Experiment:
     raw = _early_stopping_watches_the_metric(objectives_from_metric_list(raw))
+    raw = _pbt_checkpoints_at_perturbations(raw)
     try:
         experiment = Experiment.model_validate(raw)
     except ValidationError as error:
@@ -245,6 +246,21 @@ def _early_stopping_watches_the_metric(raw: dict[str, Any]) -> dict[str, Any]:
         return raw
     metric = raw.get("metric", "val_acc")
     return {**raw, "train": {**train, "early_stopping": {**stopping, "metric": metric}}}
+
+
+def _pbt_checkpoints_at_perturbations(raw: dict[str, Any]) -> dict[str, Any]:
+    """PBT and PB2 checkpoint at each perturbation (schedulers.compatibility): where the
+    experiment leaves `checkpoint.every_epochs` out, it is the perturbation interval."""
+    scheduler, checkpoint = raw.get("scheduler"), raw.get("checkpoint", {})
+    if not isinstance(scheduler, dict) or not isinstance(checkpoint, dict):
+        return raw
+    if scheduler.get("name") not in ("pbt", "pb2") or "every_epochs" in checkpoint:
+        return raw
+    interval = scheduler.get("perturbation_interval")
+    if interval is None:
+        settings = PBTSettings if scheduler["name"] == "pbt" else PB2Settings
+        interval = settings.model_fields["perturbation_interval"].default
+    return {**raw, "checkpoint": {**checkpoint, "every_epochs": interval}}
 
 
 def _cross_errors(experiment: Experiment) -> list[str]:

@@ -70,8 +70,8 @@ def test_pbt_mutations_reject_a_parameter_that_is_not_tuned():
         (
             {"name": "pbt", "perturbation_interval": 3, "mutate": ["x"]},
             "random",
-            2,
-            "multiple of checkpoint.every_epochs=2",
+            1,
+            "needs checkpoint.every_epochs=3 (it is 1)",
         ),
         ({"name": "hyperband"}, "random", 2, "Set checkpoint.every_epochs: 1"),
         ({"name": "asha", "grace_period": 11}, "hyperopt", 1, "grace_period=11 exceeds max_t=10"),
@@ -94,7 +94,7 @@ def test_compatibility_errors_explain_what_to_change(raw, searcher, every, fragm
     [
         ({"name": "asha"}, "hyperopt"),
         ({"name": "fifo"}, "grid"),
-        ({"name": "pbt", "perturbation_interval": 4, "mutate": ["x"]}, "random"),
+        ({"name": "pbt", "perturbation_interval": 2, "mutate": ["x"]}, "random"),
     ],
 )
 def test_compatibility_errors_none_for_supported_pairs(raw, searcher):
@@ -113,7 +113,7 @@ def test_compatibility_errors_none_for_supported_pairs(raw, searcher):
 def test_compatibility_errors_pbt_needs_enough_checkpoints_kept():
     settings = settings_of({"name": "pbt", "mutate": ["x"]})
     errors = compatibility_errors(
-        settings, searcher="random", checkpoint_every=1, checkpoints_kept=2, max_epochs=10
+        settings, searcher="random", checkpoint_every=2, checkpoints_kept=2, max_epochs=10
     )
     assert errors == [
         "checkpoint.keep=2 is too few for PBT, which exploits other trials' recent checkpoints; "

@@ -14,6 +14,8 @@ import ray
 import yaml
 
 from tuning.cli import EXIT_BAD_INPUT, main
+from tuning.errors import ConfigError
+from tuning.experiment import validate_experiment
 
 BAD_OVERRIDES = [
     # (--set overrides, fragments the message must contain)
@@ -46,7 +48,7 @@ BAD_OVERRIDES = [
         ],
         [
             "perturbation_interval=3",
-            "multiple of checkpoint.every_epochs=2",
+            "needs checkpoint.every_epochs=3 (it is 2)",
             "checkpoint.keep=1 is too few",
         ],
     ),
@@ -352,3 +354,17 @@ def test_run_prefers_a_builtin_over_a_folder_of_the_same_name(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
 
     assert load_experiment("digits").name == "digits"
+
+
+def test_pbt_checkpoints_at_its_perturbations_unless_told_otherwise():
+    """Left out, checkpoint.every_epochs follows perturbation_interval; set, it must match."""
+    raw = {
+        "name": "t",
+        "train": {"epochs": 6, "optimizer": {"name": "adam", "lr": {"uniform": [0.01, 0.1]}}},
+        "search": {"algorithm": "random"},
+        "scheduler": {"name": "pbt", "perturbation_interval": 3, "mutate": ["optimizer.lr"]},
+        "checkpoint": {"keep": 3},
+    }
+    assert validate_experiment(raw).checkpoint.every_epochs == 3
+    with pytest.raises(ConfigError, match=r"needs checkpoint.every_epochs=3 \(it is 1\)"):
+        validate_experiment({**raw, "checkpoint": {"every_epochs": 1, "keep": 3}})

@@ -116,7 +116,10 @@ def test_a_sweep_on_other_data_or_for_another_metric_or_under_pbt_gives_no_point
     pbt = {"name": "pbt", "perturbation_interval": 2, "mutate": ["batch_size"]}
     random = {"algorithm": "random", "num_samples": 4}
     assert "changed trials' values" in str(
-        _incompatible(experiment(scheduler=pbt, search=random, checkpoint={"keep": 3}), now)
+        _incompatible(
+            experiment(scheduler=pbt, search=random, checkpoint={"every_epochs": 2, "keep": 3}),
+            now,
+        )
     )
 
 
