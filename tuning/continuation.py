@@ -65,14 +65,23 @@ class Continuation:
 
 
 def continuable(
-    by_id: Mapping[str, tune.Result], old_epochs: int, new_epochs: int
+    by_id: Mapping[str, tune.Result],
+    old_epochs: int,
+    new_epochs: int,
+    best: tuple[set[str], int] | None = None,
 ) -> tuple[Continuation, dict[str, str]]:
-    """The trials that can train on to `new_epochs`, and why each other trial cannot."""
+    """The trials that can train on to `new_epochs`, and why each other trial cannot.
+
+    `best`: the ids of the sweep's best trials and how many were asked for
+    (`checkpoint.keep_trials`); each round keeps its own best trials' checkpoints, so
+    after several rounds more trials have theirs than go on."""
     configs: dict[str, dict[str, Any]] = {}
     checkpoints: dict[str, str] = {}
     refused: dict[str, str] = {}
     for trial_id, result in by_id.items():
         reason = _why_not(result, old_epochs)
+        if reason is None and best is not None and trial_id not in best[0]:
+            reason = f"it is not among the sweep's {best[1]} best (checkpoint.keep_trials)"
         if reason is not None:
             refused[trial_id] = reason
             continue

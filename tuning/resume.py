@@ -116,7 +116,9 @@ def _extend(
         tuner, final = tuner_to_resume(planned, round_dir, address)
     elif longer and was is not None:
         old, new = was.max_epochs, experiment.max_epochs
-        chosen, refused = continuable(gather_rounds(rounds), old, new)
+        keep = was.checkpoint.keep_trials
+        best = _best_trials(finished["trials"], was.resolved_mode, keep)
+        chosen, refused = continuable(gather_rounds(rounds), old, new, (best, keep))
         if not chosen.configs:
             raise ConfigError(_nothing_to_continue(location, refused, old))
         planned = extension.longer_round(experiment, len(chosen.configs), number)
@@ -147,6 +149,17 @@ def _extend(
 
 def _results(location: str) -> tune.ResultGrid:
     return tune.ResultGrid(tune.ExperimentAnalysis(location))
+
+
+def _best_trials(trials: list[dict[str, Any]], mode: str, count: int) -> set[str]:
+    """The ids of the `count` best trials by their best value, and any tied with the last."""
+    sign = 1.0 if mode == "max" else -1.0
+    scored = [(sign * t["best"], t["trial_id"]) for t in trials if t.get("best") is not None]
+    scores = sorted((score for score, _ in scored), reverse=True)
+    if not scores:
+        return set()
+    cutoff = scores[min(count, len(scores)) - 1]
+    return {trial_id for score, trial_id in scored if score >= cutoff}
 
 
 def _round_pending(location: str, finished: dict[str, Any]) -> bool:

@@ -19,6 +19,7 @@ import yaml
 from ray import tune
 
 from tuning.cli import main
+from tuning.report.data import load_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -300,10 +301,29 @@ def test_more_epochs_killed_mid_round_go_on_from_where_the_kill_left_them(
     assert resume.returncode == 0, err
     summary = json.loads((sweep / "summary.json").read_text())
     assert summary["num_trials"] == before["num_trials"]  # the same trials, trained on
+    # The best checkpoint.keep_trials (3) trials, and any tied with the third, went on.
+    bests = sorted((t["best"] for t in before["trials"]), reverse=True)
+    expected = {t["trial_id"] for t in before["trials"] if t["best"] >= bests[2]}
     continued = json.loads((round_dir / "continued.json").read_text())["checkpoints"]
-    assert continued  # the best checkpoint.keep_trials (3) trials, and any tied with them
+    assert set(continued) == expected
     after = {t["trial_id"]: t for t in summary["trials"]}
     assert all(after[t]["epochs"] == 4 and after[t]["status"] == "completed" for t in continued)
+    for trial in before["trials"]:
+        if trial["trial_id"] not in continued:  # left as it was
+            assert (after[trial["trial_id"]]["epochs"], after[trial["trial_id"]]["best"]) == (
+                2,
+                trial["best"],
+            )
+    # Where a continued trial first ran, its rows are still epochs 1 and 2.
+    rounds = [sweep, *(r for r in sweep.glob("extension-*") if r != round_dir)]
+    for trial_id in continued:
+        (where,) = [r for r in rounds if (r / f"trial_{trial_id}").is_dir()]
+        assert epochs_reported(where)[f"trial_{trial_id}"] == [1, 2]
+    # One trial each in the report too; the test split is looked at again only for a
+    # new final model.
+    assert {t.trial_id for t in load_sweep(sweep).trials} == set(after)
+    new_model = summary["final"] != before["final"]
+    assert summary["test"]["looks"] == before["test"]["looks"] + new_model
     # Each continued trial trained epochs 3 and 4 in the round, each of them once at most
     # again: the epoch in flight at the kill, from the trial's latest checkpoint.
     for epochs in epochs_reported(round_dir).values():

@@ -85,66 +85,10 @@ def test_resume_refuses_a_change_it_cannot_make_before_anything_runs(extended, c
     assert not (outcome.experiment_dir / "extension-2").exists()
 
 
-@pytest.fixture(scope="module")
-def longer(ray_two_cpus, small_experiment, tmp_path_factory):
-    """A 3-trial FIFO sweep of 2 epochs whose 2 best keep their checkpoints, then given
-    4 epochs: (first summary, outcome)."""
-    raw = small_experiment(
-        search={"algorithm": "random", "num_samples": 3, "seed": 0},
-        checkpoint={"every_epochs": 1, "keep": 1, "keep_trials": 2},
-    )
-    raw["train"]["epochs"] = 2
-    raw["train"]["optimizer"]["lr"] = {"loguniform": [3.0e-3, 3.0e-2]}  # no ties at epoch 2
-    storage = tmp_path_factory.mktemp("longer")
-    first = run_sweep(validate_experiment(raw), storage=str(storage), name="sweep").summary
-    outcome = resume_sweep(storage / "sweep", changes=["train.epochs=4"])
-    return first, outcome
-
-
-def test_more_epochs_continue_the_best_trials_from_their_checkpoints(longer):
-    first, outcome = longer
-    summary, sweep = outcome.summary, outcome.experiment_dir
-    assert summary["num_trials"] == 3 and summary["extensions"] == 1
-    ranked = sorted(first["trials"], key=lambda t: t["best"], reverse=True)
-    assert ranked[1]["best"] > ranked[2]["best"]  # else the third keeps its checkpoints too
-    continued, left = {t["trial_id"] for t in ranked[:2]}, ranked[2]["trial_id"]
-    after = {t["trial_id"]: t for t in summary["trials"]}
-    assert set(after) == {t["trial_id"] for t in first["trials"]}  # the same 3 trials
-    for trial_id in continued:
-        trial = after[trial_id]
-        assert (trial["epochs"], trial["planned_epochs"], trial["status"]) == (4, 4, "completed")
-        # Epochs 1-2 stayed where they ran; 3-4 ran in the round, not from epoch 1 again.
-        rows = (sweep / f"trial_{trial_id}" / "progress.csv").read_text().splitlines()
-        assert len(rows) == 1 + 2
-    assert (after[left]["epochs"], after[left]["planned_epochs"]) == (2, 2)
-    round_rows = [
-        [int(float(line.split(",")[header.index("epoch")])) for line in lines[1:]]
-        for csv in (sweep / "extension-1").glob("trial_*/progress.csv")
-        for lines in [csv.read_text().splitlines()]
-        for header in [lines[0].split(",")]
-    ]
-    assert sorted(round_rows) == [[3, 4], [3, 4]]
-    assert (
-        json.loads((sweep / "extension-1" / "continued.json").read_text())["checkpoints"].keys()
-        == continued
-    )
-    assert "epochs: 4" in (sweep / "cnn-tune-experiment.yaml").read_text()
-    best = summary["best"]
-    assert best["trial_id"] in continued or best["trial_id"] == first["best"]["trial_id"]
-    new_model = summary["final"] != first["final"]
-    assert summary["test"]["looks"] == 1 + new_model
-
-
-def test_resume_again_after_more_epochs_stands(longer):
-    _, outcome = longer
-    assert resume_sweep(outcome.experiment_dir).summary == outcome.summary
-    view = load_sweep(outcome.experiment_dir)
-    assert {t.trial_id for t in view.trials} == {t["trial_id"] for t in outcome.summary["trials"]}
-
-
-def test_more_epochs_where_no_checkpoint_was_kept_are_refused_before_ray(longer, tmp_path):
-    """The same sweep with every checkpoint gone (as `keep_trials` leaves the others)."""
-    _, outcome = longer
+def test_more_epochs_where_no_checkpoint_was_kept_are_refused_before_ray(extended, tmp_path):
+    """The sweep with every checkpoint gone (as `checkpoint.keep_trials` leaves the others).
+    More epochs on a real sweep, killed and resumed: tests/integration/test_cli_resume.py."""
+    _, outcome = extended
     copy = tmp_path / "sweep"
     shutil.copytree(outcome.experiment_dir, copy)
     for checkpoint in copy.rglob("checkpoint_*"):
@@ -153,4 +97,4 @@ def test_more_epochs_where_no_checkpoint_was_kept_are_refused_before_ray(longer,
         resume_sweep(copy, changes=["train.epochs=6"])
     assert main(["resume", str(copy), "--set", "train.epochs=6"]) == 2
     assert not (copy / "extension-2").exists()
-    assert "epochs: 4" in (copy / "cnn-tune-experiment.yaml").read_text()
+    assert "epochs: 1" in (copy / "cnn-tune-experiment.yaml").read_text()

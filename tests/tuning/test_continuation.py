@@ -68,6 +68,17 @@ def test_only_trials_that_ran_every_epoch_and_kept_a_checkpoint_go_on(tmp_path):
     }
 
 
+def test_only_the_sweeps_best_go_on_when_more_kept_their_checkpoints(tmp_path):
+    """Each round keeps its own best trials' checkpoints: the sweep's best decide."""
+    by_id = {
+        "a": _result(tmp_path, "a", 2),
+        "b": _result(tmp_path, "b", 2, config={**CONFIG, "batch_size": 128}),
+    }
+    chosen, refused = continuable(by_id, old_epochs=2, new_epochs=4, best=({"a"}, 1))
+    assert list(chosen.configs) == ["a"]
+    assert refused == {"b": "it is not among the sweep's 1 best (checkpoint.keep_trials)"}
+
+
 def test_a_continuation_and_its_trial_are_one_trial(tmp_path):
     first = _result(tmp_path, "a", 2)
     then = _result(tmp_path / "extension-1", "b", 3, config={**CONFIG, "epochs": 5})
