@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from tuning.cluster import keep_private_ray_on_loopback
+from tuning.layout import PROGRESS_FILE, TRIAL_PREFIX
 
 keep_private_ray_on_loopback()  # as the CLI does for a local Ray: before Ray is imported
 
@@ -52,7 +53,6 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "topk": ({"algorithm": "random"}, {"name": "fifo"}),
 }
 REFERENCE = "random+fifo"
-ROWS_DIR = "trial_"  # tuning.layout.TRIAL_PREFIX; each holds progress.csv (PROGRESS_FILE)
 
 
 def search_space(epochs: int) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def curve_on_grid(values: Sequence[float], length: int) -> list[float]:
 def val_acc_in_report_order(sweep_dir: Path) -> list[float]:
     """Every reported epoch's val_acc in the sweep, ordered by the time it was reported."""
     rows: list[tuple[int, str, int, float]] = []
-    for progress in sorted(sweep_dir.glob(f"{ROWS_DIR}*/progress.csv")):
+    for progress in sorted(sweep_dir.glob(f"{TRIAL_PREFIX}*/{PROGRESS_FILE}")):
         with progress.open(newline="") as handle:
             for row in csv.DictReader(handle):
                 value = float(row["val_acc"]) if row.get("val_acc") else float("nan")

@@ -19,6 +19,7 @@ import json
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -42,14 +43,17 @@ class Continuation:
     configs: dict[str, dict[str, Any]]  # by the id of the trial continued
     checkpoints: dict[str, str]  # path or URI, by the same id
 
+    @cached_property
+    def _ids_by_config(self) -> dict[str, str]:
+        return {config_key(config): trial_id for trial_id, config in self.configs.items()}
+
     def checkpoint_by_config(self) -> dict[str, str]:
         """What the trainable looks its checkpoint up in (trainables.tune_adapter)."""
-        return {config_key(self.configs[t]): self.checkpoints[t] for t in self.configs}
+        return {key: self.checkpoints[t] for key, t in self._ids_by_config.items()}
 
     def continued_id(self, config: Mapping[str, Any]) -> str | None:
         """The trial a round's trial continues, found by its config."""
-        key = config_key(config)
-        return next((t for t, c in self.configs.items() if config_key(c) == key), None)
+        return self._ids_by_config.get(config_key(config))
 
     def save(self, location: str) -> None:
         text = json.dumps({"configs": self.configs, "checkpoints": self.checkpoints}, indent=1)
@@ -78,24 +82,20 @@ def continuable(
     configs: dict[str, dict[str, Any]] = {}
     checkpoints: dict[str, str] = {}
     refused: dict[str, str] = {}
+    seen: set[str] = set()  # a repeated grid point is continued once
     for trial_id, result in by_id.items():
+        config = {**copy.deepcopy(result.config or {}), "epochs": new_epochs}
         reason = _why_not(result, old_epochs)
         if reason is None and best is not None and trial_id not in best[0]:
             reason = f"it is not among the sweep's {best[1]} best (checkpoint.keep_trials)"
+        if reason is None and config_key(config) in seen:
+            reason = "the same config as another trial that is continued"
         if reason is not None:
             refused[trial_id] = reason
             continue
         assert result.checkpoint is not None  # _why_not checked it
-        configs[trial_id] = {**copy.deepcopy(result.config or {}), "epochs": new_epochs}
-        checkpoints[trial_id] = _uri(result.checkpoint)
-    # Two trials with the same config (a repeated grid point) are one continuation.
-    seen: set[str] = set()
-    for trial_id in list(configs):
-        key = config_key(configs[trial_id])
-        if key in seen:
-            del configs[trial_id], checkpoints[trial_id]
-            refused[trial_id] = "the same config as another trial that is continued"
-        seen.add(key)
+        configs[trial_id], checkpoints[trial_id] = config, _uri(result.checkpoint)
+        seen.add(config_key(config))
     return Continuation(configs, checkpoints), refused
 
 

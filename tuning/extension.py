@@ -107,16 +107,14 @@ def longer_round(experiment: Experiment, trials: int, round_number: int) -> Expe
     the round counts, schedules and checks by."""
     raw = experiment.model_dump(mode="json", exclude_none=True)
     raw["train"] = _grid_as_choice(raw["train"])  # one trial per config, not a grid of them
+    search = experiment.search
     raw["search"] = {
         "algorithm": "random",
         "num_samples": trials,
-        "seed": experiment.search.seed + round_number,
-        **(
-            {"max_concurrent": experiment.search.max_concurrent}
-            if experiment.search.max_concurrent
-            else {}
-        ),
+        "seed": search.seed + round_number,
     }
+    if search.max_concurrent is not None:
+        raw["search"]["max_concurrent"] = search.max_concurrent
     return validate_experiment(raw)
 
 

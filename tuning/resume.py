@@ -86,8 +86,7 @@ def resume_sweep(
         # second one for the same final model.
         logger.info("%s has finished: its summary stands, the test split is not touched", location)
         return SweepOutcome(summary=finished, location=location)
-    longer = wanted.max_epochs > experiment.max_epochs
-    return _extend(wanted, location, finished, address, was=experiment, longer=longer)
+    return _extend(wanted, location, finished, address, was=experiment)
 
 
 def _extend(
@@ -96,10 +95,9 @@ def _extend(
     finished: dict[str, Any],
     address: str | None,
     was: Experiment | None = None,
-    longer: bool = False,
 ) -> SweepOutcome:
-    """Run the next round: the trials `experiment` asks for beyond the finished ones, or
-    (`longer`) the trials of the sweep as it `was` trained on to more epochs; then
+    """Run the next round: the trials `experiment` asks for beyond the finished ones, or,
+    if it has more epochs than the sweep as it `was`, its trials trained on; then
     summarize every round into the sweep's folder (tuning.extension, .continuation).
 
     The sweep's experiment file changes only once the round is planned and saved: a kill
@@ -114,7 +112,7 @@ def _extend(
         planned = validate_experiment(parse_yaml_mapping(saved, EXPERIMENT_FILE))
         logger.info("continuing the extension of %s in %s", location, round_dir)
         tuner, final = tuner_to_resume(planned, round_dir, address)
-    elif longer and was is not None:
+    elif was is not None and experiment.max_epochs > was.max_epochs:
         old, new = was.max_epochs, experiment.max_epochs
         keep = was.checkpoint.keep_trials
         best = _best_trials(finished["trials"], was.resolved_mode, keep)
