@@ -85,7 +85,7 @@ PACKAGES = (
     "annotated-types",
     "typing-inspection",
     "typing_extensions",
-    # cnn-tune: tuning/searchers.py imports hyperopt at import (hyperopt needs
+    # cnn-tune: hyperopt sweeps (tuning/searchers_hyperopt.py; hyperopt needs
     # cloudpickle and tqdm; networkx and scipy come with torch and scikit-learn)
     "hyperopt",
     "cloudpickle",

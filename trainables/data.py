@@ -17,7 +17,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from trainables.data_config import EXPECTED_LAYOUT, DataConfig
 from trainables.errors import DataError
@@ -171,7 +170,11 @@ def _split_indices(
     """Indices (kept, held out) of `labels`, stratified when possible.
 
     `held_out` is a fraction (float) or an exact count (int), as in scikit-learn.
+    Only the driver splits: trial processes, which import this module for the data's
+    types, do not pay for importing scikit-learn (about a second).
     """
+    from sklearn.model_selection import train_test_split
+
     indices = np.arange(len(labels))
     counts = np.bincount(labels)
     stratify = labels if counts[counts > 0].min() >= 2 else None

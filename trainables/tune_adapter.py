@@ -31,7 +31,7 @@ from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.compute import ComputeFormat
 from trainables.config import TrainConfig
 from trainables.data import ImageSplit, TuningData
-from trainables.footprint import LARGE_BATCH, measure_footprint
+from trainables.footprint import LARGE_BATCH, footprint_of
 from trainables.gpu import claim_gpu_share, is_out_of_memory, pick_device, release_memory
 from trainables.loop import (
     Trainer,
@@ -129,11 +129,12 @@ def config_key(config: Mapping[str, Any]) -> str:
 
 
 def _footprint(trainer: Trainer, config: TrainConfig, data: TuningData) -> dict[str, Any]:
-    """The model's size and speed (trainables.footprint), measured once per run of the
-    trial: a restart after an exploit or a failure may bring another config or device.
+    """The model's size and speed (trainables.footprint), looked up once per run of the
+    trial (a restart after an exploit or a failure may bring another config or device)
+    and measured once per architecture in this process.
     The throughput batch is no larger than the trial's eval batch, which fits its memory."""
     batch = max(1, min(LARGE_BATCH, config.eval_batch_size, len(data.val)))
-    footprint = measure_footprint(trainer.model, data.info.input_shape, trainer.compute, batch)
+    footprint = footprint_of(trainer.model, data.info.input_shape, trainer.compute, batch)
     return footprint.metrics()
 
 

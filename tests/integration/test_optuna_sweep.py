@@ -19,7 +19,8 @@ import yaml
 
 from tuning.experiment import SearchSettings, validate_experiment
 from tuning.runner import run_sweep
-from tuning.searchers import TRIAL_ID_ATTR, EpochwiseOptunaSearch, build_searcher
+from tuning.searchers import TRIAL_ID_ATTR, build_searcher
+from tuning.searchers_optuna import EpochwiseOptunaSearch
 
 pytestmark = pytest.mark.integration
 

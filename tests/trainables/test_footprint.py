@@ -12,6 +12,7 @@ from trainables import metrics as m
 from trainables.compute import ComputeFormat
 from trainables.footprint import (
     flops_per_image,
+    footprint_of,
     latency_ms,
     measure_footprint,
     parameter_count,
@@ -109,3 +110,18 @@ def test_measure_footprint_leaves_training_exactly_as_it_was() -> None:
     assert model.training
     assert torch.equal(torch.get_rng_state(), rng_before)
     assert all(torch.equal(v, state_before[k]) for k, v in model.state_dict().items())
+
+
+def test_footprint_of_measures_each_architecture_once_per_process() -> None:
+    """Trials that differ only in training hyperparameters share their architecture's
+    figures; another width, input or throughput batch is measured on its own."""
+    torch.manual_seed(0)
+    first = footprint_of(convnet(8), DIGIT, CPU, large_batch=16)
+    torch.manual_seed(1)  # other weights, same architecture
+    assert footprint_of(convnet(8), DIGIT, CPU, large_batch=16) is first
+
+    wider = footprint_of(convnet(16), DIGIT, CPU, large_batch=16)
+    assert wider.params == parameter_count(convnet(16)) > first.params
+    other_batch = footprint_of(convnet(8), DIGIT, CPU, large_batch=8)
+    assert other_batch is not first and other_batch.latency_batch_size == 8
+    assert footprint_of(convnet(8), (1, 12, 12), CPU, large_batch=16).flops > first.flops

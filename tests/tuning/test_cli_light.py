@@ -66,3 +66,29 @@ def test_cli_answers_without_importing_heavy_modules(argv, expected_rc):
         "    rc = exit.code"
     )
     assert result == {"rc": expected_rc, "heavy": []}, process.stderr
+
+
+def test_a_random_sweep_imports_no_searcher_or_sklearn_it_does_not_use():
+    """The driver of a grid or random sweep and its trial processes leave out HyperOpt,
+    Optuna and scikit-learn (with scipy.stats, over a second of start-up each); sweeps
+    saved when the searchers lived in tuning.searchers still find them there."""
+    optional = ("hyperopt", "optuna", "sklearn", "scipy")
+    script = (
+        "import json, sys\n"
+        "import tuning.runner, trainables.tune_adapter\n"
+        "from tuning.experiment import SearchSettings\n"
+        "from tuning.searchers import build_searcher\n"
+        "build_searcher(SearchSettings(algorithm='random'))\n"
+        f"before = sorted(m for m in {optional!r} if m in sys.modules)\n"
+        "import tuning.searchers as old\n"
+        "moved = [old.ConditionalHyperOptSearch.__module__, old.EpochwiseOptunaSearch.__module__]\n"
+        "print(json.dumps({'imported': before, 'moved': moved}))"
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert process.returncode == 0, process.stderr
+    assert json.loads(process.stdout.strip().splitlines()[-1]) == {
+        "imported": [],
+        "moved": ["tuning.searchers_hyperopt", "tuning.searchers_optuna"],
+    }

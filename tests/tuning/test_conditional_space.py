@@ -7,7 +7,7 @@ from ray.tune.search.variant_generator import generate_variants
 
 from trainables.config import TrainConfig
 from tuning import space
-from tuning.searchers import ConditionalHyperOptSearch
+from tuning.searchers_hyperopt import ConditionalHyperOptSearch
 
 OWN_PARAMETERS = {
     "sgd": {"momentum", "nesterov"},

@@ -15,7 +15,8 @@ import pytest
 from trainables.config import TrainConfig
 from tuning import space
 from tuning.experiment import SearchSettings
-from tuning.searchers import EpochwiseOptunaSearch, build_searcher, optuna_outcome
+from tuning.searchers import build_searcher
+from tuning.searchers_optuna import EpochwiseOptunaSearch, optuna_outcome
 
 SPACE = {
     "epochs": 4,
