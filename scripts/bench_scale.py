@@ -17,6 +17,11 @@ the cost per trial against N.
     python scripts/bench_scale.py                    # 16, 64, 256, 1024 trials x 2 epochs
     python scripts/bench_scale.py --trials 1024 --epochs 1
     python scripts/bench_scale.py --quick            # CI's smoke test: 2 and 4 trials, 1 epoch
+    python scripts/bench_scale.py --trials 16 64 256 --repeats 3   # medians of 3 runs
+
+With --repeats R every way runs R times at each N, the ways taking turns, and a row holds
+the median wall time (each run's in `wall_s_runs`) with the other figures from the median
+run: on a shared 2-core machine one run's wall time varies by 15% or more.
 """
 
 from __future__ import annotations
@@ -190,6 +195,7 @@ def measure(
     way: str, trials: int, epochs: int, parallel: int, scratch: Path, out: Path
 ) -> dict[str, Any]:
     storage = scratch / f"{way}-{trials}" / "runs"
+    shutil.rmtree(storage.parent, ignore_errors=True)  # an earlier repeat's
     storage.mkdir(parents=True)
     result_file = storage.parent / "child.json"
     log_file = storage.parent / "output.log"
@@ -256,6 +262,13 @@ def _tensorboard_load_seconds(sweep: Path) -> float:
     if int(runs) == 0:
         raise SystemExit(f"TensorBoard found no runs under {sweep}")
     return float(seconds)
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for repeated runs of a way at one N: the run with the median wall time
+    (the lower of the two middle ones for an even count), with every run's wall time."""
+    middle = sorted(runs, key=lambda run: run["wall_s"])[(len(runs) - 1) // 2]
+    return {**middle, "wall_s_runs": [run["wall_s"] for run in runs]}
 
 
 def marginal_costs(rows: list[dict[str, Any]]) -> None:
@@ -335,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=2, help="trials at once, every way")
     parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
+    parser.add_argument("--repeats", type=int, default=1, help="runs per way and N (median)")
     parser.add_argument("--quick", action="store_true", help="2 and 4 trials of 1 epoch")
     parser.add_argument("--out", type=Path, default=Path("bench-scale"))
     parser.add_argument("--child", choices=WAYS, help=argparse.SUPPRESS)
@@ -350,16 +364,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
         for trials in args.trials:
-            for way in args.ways:
-                row = measure(way, trials, args.epochs, args.parallel, Path(scratch), args.out)
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+            runs: dict[str, list[dict[str, Any]]] = {way: [] for way in args.ways}
+            for _ in range(args.repeats):
+                for way in args.ways:
+                    run = measure(way, trials, args.epochs, args.parallel, Path(scratch), args.out)
+                    print(json.dumps(run), flush=True)
+                    runs[way].append(run)
+            rows.extend(median_run(runs[way]) for way in args.ways)
     marginal_costs(rows)
     if set(args.ways) == set(WAYS):
         print_table(rows)
     plot(rows, args.out / "scale.png")
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     report = {"date": str(date.today()), "machine": machine, "parallel": args.parallel}
+    report["repeats"] = args.repeats
     (args.out / "scale.json").write_text(json.dumps({**report, "rows": rows}, indent=2) + "\n")
     print(f"\n{machine}; figures in {args.out / 'scale.json'}, plot in {args.out / 'scale.png'}")
     return 0

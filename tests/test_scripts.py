@@ -211,3 +211,14 @@ def test_gpu_bundle_packs_the_same_files_into_the_same_bytes(tmp_path):
     assert (tmp_path / "a.tar.xz").read_bytes() == (tmp_path / "b.tar.xz").read_bytes()
     with tarfile.open(tmp_path / "a.tar.xz") as tar:
         assert [(m.name, m.mode) for m in tar.getmembers()] == [("ray/core/raylet", 0o755)]
+
+
+def test_bench_scale_keeps_the_median_run_of_repeats_with_every_wall_time():
+    median_run = load("bench_scale").median_run
+    runs = [{"wall_s": wall, "peak_rss_bytes": i} for i, wall in enumerate([30.0, 10.0, 20.0])]
+
+    row = median_run(runs)
+
+    assert (row["wall_s"], row["peak_rss_bytes"]) == (20.0, 2)
+    assert row["wall_s_runs"] == [30.0, 10.0, 20.0]
+    assert median_run(runs[:2])["wall_s"] == 10.0  # the lower middle of an even count

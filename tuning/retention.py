@@ -16,9 +16,12 @@ sweep, and Ray warns about it each time. cnn-tune keeps retention out of Ray
   its checkpoints go. An errored trial keeps its
   latest: `cnn-tune resume` retries it.
 
-A checkpoint is deleted only at the second experiment snapshot after it stopped being
-needed, so the state Tune saved by then names newer ones; a kill that still finds a
-deleted one named is handled by schedulers.snapshot (that trial trains from epoch 1).
+A checkpoint let go leaves Ray's record of its trial at once, so that record (in the
+driver and in each experiment snapshot) holds at most `keep` + 1 checkpoints a trial
+however many epochs it trains; its folder is deleted only at the second experiment
+snapshot after that, so the state Tune saved by then names newer ones. A kill that still
+finds a deleted one named is handled by schedulers.snapshot (that trial trains from
+epoch 1).
 
 PBT is the exception: it hands trials each other's checkpoints, so its sweeps keep Ray's
 own retention (a population is small, so its snapshots are cheap).
@@ -109,7 +112,7 @@ class CheckpointRetention(tune.Callback):
         record.kept.append(_Kept(checkpoint, score, len(record.kept)))
         keep = set(map(id, best_first(record.kept[:-1])[: self._keep]))
         keep.add(id(record.kept[-1]))  # the latest
-        self._let_go(record, [kept for kept in record.kept if id(kept) not in keep])
+        self._let_go(record, [kept for kept in record.kept if id(kept) not in keep], trial)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self._trials.pop(trial.trial_id, None)
@@ -122,16 +125,17 @@ class CheckpointRetention(tune.Callback):
             or record.best == -math.inf
             or self._breaks_a_constraint(record)
         ):
-            self._let_go(record, list(record.kept))  # never the best trial
+            self._let_go(record, list(record.kept), trial)  # never the best trial
             return
         self._contenders[trial.trial_id] = record
         bests = sorted((other.best for other in self._contenders.values()), reverse=True)
         # The `winners` best ended trials may still win, and any tied with the last of them.
         threshold = bests[self._winners - 1] if len(bests) >= self._winners else -math.inf
-        for trial_id, other in list(self._contenders.items()):
-            if other.best < threshold:
-                self._let_go(other, list(other.kept))
-                del self._contenders[trial_id]
+        losers = [key for key, other in self._contenders.items() if other.best < threshold]
+        by_id = {t.trial_id: t for t in trials} if losers else {}
+        for trial_id in losers:
+            other = self._contenders.pop(trial_id)
+            self._let_go(other, list(other.kept), by_id.get(trial_id))
 
     def get_state(self) -> dict[str, Any]:
         # Tune calls this as it snapshots the experiment: what stopped being needed before
@@ -187,10 +191,12 @@ class CheckpointRetention(tune.Callback):
             return False  # nothing known to judge by: kept, as before constraints
         return any(c.broken_by(record.values) is not None for c in self._constraints)
 
-    def _let_go(self, record: _TrialCheckpoints, unneeded: list[_Kept]) -> None:
+    def _let_go(self, record: _TrialCheckpoints, unneeded: list[_Kept], trial: Any) -> None:
         for kept in unneeded:
             record.kept.remove(kept)
             self._unneeded.append(kept.checkpoint)
+        if trial is not None:
+            _forget_in_ray(trial, {kept.checkpoint.path for kept in unneeded})
 
     def _delete(self, checkpoints: list[tune.Checkpoint]) -> None:
         if not checkpoints:
@@ -198,6 +204,25 @@ class CheckpointRetention(tune.Callback):
         if self._deleter is None:
             self._deleter = ThreadPoolExecutor(1, thread_name_prefix="cnn-tune-retention")
         self._deleter.submit(_delete_now, list(checkpoints))
+
+
+def _forget_in_ray(trial: Any, paths: set[str]) -> None:
+    """Take checkpoints let go out of Ray's record of `trial`.
+
+    Without `num_to_keep`, Ray's checkpoint manager lists every checkpoint a trial ever
+    reported, in the driver and in every experiment snapshot: a trial of E epochs would
+    carry E entries long after their folders are gone (the state grew by 23 KiB a trial
+    at 12 epochs). Ray has no public way to drop one: `_checkpoint_results` is the list
+    its own `num_to_keep` prunes (tests/integration/test_sweeps.py checks the saved
+    state). The latest stays Ray's `trial.checkpoint`, as it is with Ray's retention.
+    """
+    manager = trial.run_metadata.checkpoint_manager
+    if not paths or manager is None:
+        return
+    manager._checkpoint_results = [
+        result for result in manager._checkpoint_results if result.checkpoint.path not in paths
+    ]
+    trial.run_metadata.invalidate_cache()  # the JSON Ray caches for its snapshots
 
 
 def _delete_now(checkpoints: list[tune.Checkpoint]) -> None:

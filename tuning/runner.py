@@ -182,6 +182,9 @@ def fit(tuner: tune.Tuner, experiment: Experiment, location: str) -> tuple[tune.
     # Ray would add its TBXLoggerCallback, which loses PBT epochs (see tuning.tensorboard);
     # the loggers we want are listed explicitly in _run_config.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # Ray keeps each checkpoint's whole result in the driver and in every experiment
+    # snapshot; only the metric it is ranked by is read back (tuning.final).
+    os.environ["TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE"] = "1"
     start = time.monotonic()
     TrialsEndedThisRun.ended.clear()
     SchedulerSnapshot.earlier_seconds = 0.0  # set by Tune when it restores the sweep

@@ -258,3 +258,25 @@ def test_asha_sweep_keeps_checkpoints_only_where_they_pay(asha_sweep):
     # Every epoch is checkpointed (every_epochs: 1), so the best epoch's is the one tested.
     assert best["checkpoint_epoch"] == best["best_epoch"] and best["best_epoch"] in best_epochs
     assert best["epochs"] in best_epochs  # and the latest
+    # Ray's record of every trial, as its experiment state saved it, names only those
+    # still on disk, each with only the metric (tuning.retention, tuning.runner.fit).
+    records = ray_checkpoint_records(asha_sweep.experiment_dir)
+    assert set(records) == {t["trial_id"] for t in summary["trials"]}
+    for trial_id, named in records.items():
+        assert sorted(named) == [path.name for path in holders.get(trial_id, [])], trial_id
+        assert all(set(metrics) == {summary["metric"]} for metrics in named.values())
+
+
+def ray_checkpoint_records(experiment_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per trial id, the checkpoints Ray's saved state lists (folder name: metrics)."""
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    state = json.loads(max(experiment_dir.glob("experiment_state-*.json")).read_text())
+    records = {}
+    for trial_json, metadata_json in state["trial_data"]:
+        manager = _TrainingRunMetadata.from_json_state(metadata_json).checkpoint_manager
+        records[json.loads(trial_json)["trial_id"]] = {
+            Path(result.checkpoint.path).name: result.metrics
+            for result in manager._checkpoint_results
+        }
+    return records
