@@ -16,7 +16,7 @@ the cost per trial against N.
 
     python scripts/bench_scale.py                    # 16, 64, 256, 1024 trials x 2 epochs
     python scripts/bench_scale.py --trials 1024 --epochs 1
-    python scripts/bench_scale.py --quick            # CI's smoke test: 2 and 4 trials, 1 epoch
+    python scripts/bench_scale.py --quick            # CI's smoke test: 2 trials, 1 epoch
     python scripts/bench_scale.py --trials 16 64 256 --repeats 3   # medians of 3 runs
 
 With --repeats R every way runs R times at each N, the ways taking turns, and a row holds
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=2, help="trials at once, every way")
     parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
     parser.add_argument("--repeats", type=int, default=1, help="runs per way and N (median)")
-    parser.add_argument("--quick", action="store_true", help="2 and 4 trials of 1 epoch")
+    parser.add_argument("--quick", action="store_true", help="2 trials of 1 epoch")
     parser.add_argument("--out", type=Path, default=Path("bench-scale"))
     parser.add_argument("--child", choices=WAYS, help=argparse.SUPPRESS)
     parser.add_argument("--storage", type=Path, help=argparse.SUPPRESS)
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, args.trials[0], args.epochs, args.parallel, args.storage, args.result)
         return 0
     if args.quick:
-        args.trials, args.epochs = [2, 4], 1
+        args.trials, args.epochs = [2], 1
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
