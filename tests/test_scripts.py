@@ -181,6 +181,45 @@ def test_bench_scale_marginal_cost_is_per_extra_trial_between_consecutive_sizes(
     assert "marginal_s_per_trial" not in rows[1] and "marginal_s_per_trial" not in rows[2]
 
 
+@pytest.mark.integration
+def test_chaos_quick_kills_a_sweep_resumes_it_and_matches_the_uninterrupted_run(tmp_path):
+    output = tmp_path / "chaos.json"
+    code = load("chaos").main(["--quick", "--workdir", str(tmp_path), "--output", str(output)])
+
+    report = json.loads(output.read_text())
+    (run,) = report["scenarios"]["asha"]["runs"]
+    assert code == 0 and run["identical"], run["differences"]
+    assert run["evaluations"] == 1
+
+
+def test_gpu_bundle_replaces_an_old_bundle_but_never_empties_another_folder(tmp_path):
+    bundle = load("gpu_bundle")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "site.tar.xz").write_bytes(b"old")
+    bundle.clear_previous_bundle(tmp_path / "old")
+    assert list((tmp_path / "old").iterdir()) == []
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "README.md").write_text("keep me")
+    (tmp_path / "repo" / "MANIFEST.json").write_text("{}")
+    with pytest.raises(bundle.BundleError, match=r"README\.md"):
+        bundle.clear_previous_bundle(tmp_path / "repo")
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["MANIFEST.json", "README.md"]
+
+
+def test_gpu_bundle_packs_the_same_files_into_the_same_bytes(tmp_path):
+    bundle = load("gpu_bundle")
+    for name, mtime in (("a", 1_000_000_000), ("b", 1_700_000_000)):
+        script = tmp_path / name / "ray" / "core" / "raylet"
+        script.parent.mkdir(parents=True)
+        script.write_bytes(b"\x7fELF" * 100)
+        script.chmod(0o755)
+        os.utime(script, (mtime, mtime))
+        bundle.pack(tmp_path / name, tmp_path / f"{name}.tar.xz")
+    assert (tmp_path / "a.tar.xz").read_bytes() == (tmp_path / "b.tar.xz").read_bytes()
+    with tarfile.open(tmp_path / "a.tar.xz") as tar:
+        assert [(m.name, m.mode) for m in tar.getmembers()] == [("ray/core/raylet", 0o755)]
+
+
 def test_bench_scale_keeps_the_median_run_of_repeats_with_every_wall_time():
     median_run = load("bench_scale").median_run
     runs = [{"wall_s": wall, "peak_rss_bytes": i} for i, wall in enumerate([30.0, 10.0, 20.0])]
