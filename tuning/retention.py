@@ -135,7 +135,7 @@ class CheckpointRetention(tune.Callback):
         by_id = {t.trial_id: t for t in trials} if losers else {}
         for trial_id in losers:
             other = self._contenders.pop(trial_id)
-            self._let_go(other, list(other.kept), by_id.get(trial_id))
+            self._let_go(other, list(other.kept), by_id[trial_id])
 
     def get_state(self) -> dict[str, Any]:
         # Tune calls this as it snapshots the experiment: what stopped being needed before
@@ -195,8 +195,7 @@ class CheckpointRetention(tune.Callback):
         for kept in unneeded:
             record.kept.remove(kept)
             self._unneeded.append(kept.checkpoint)
-        if trial is not None:
-            _forget_in_ray(trial, {kept.checkpoint.path for kept in unneeded})
+        _forget_in_ray(trial, {kept.checkpoint.path for kept in unneeded})
 
     def _delete(self, checkpoints: list[tune.Checkpoint]) -> None:
         if not checkpoints:
